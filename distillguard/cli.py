@@ -1,0 +1,110 @@
+"""The `distillguard` command line. Each subcommand parses options and calls into the packages;
+heavy imports (torch, sentence-transformers, mlflow) happen inside the commands that need them."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+# Never reach for a model hub: everything the system loads ships with its packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+app = typer.Typer(help="Detect distillation harvesting on an LLM API.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+OnBadRows = Annotated[str, typer.Option("--on-bad-rows", help="fail: stop at the first bad row; "
+                                        "skip: write each rejected row with its reason to a side file")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _check_policy(value: str) -> str:
+    if value not in ("fail", "skip"):
+        _fail(f"--on-bad-rows must be 'fail' or 'skip', not '{value}'")
+    return value
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="folder for events.parquet and labels.csv")] = Path("runs/sim"),
+    accounts: Annotated[Optional[int], typer.Option("--accounts", help="number of accounts [default: 2000]")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="master seed, same seed same traffic [default: 0]")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file with SimulatorConfig fields")] = None,
+    show_schema: Annotated[bool, typer.Option("--show-schema", help="print the config's JSON schema and exit")] = False,
+) -> None:
+    """Write labelled synthetic traffic: organic users, hard benign scripts and harvesting campaigns."""
+    import json
+
+    from pydantic import ValidationError
+
+    from distillguard.data.simulator import write_simulation
+    from distillguard.data.simulator_config import SimulatorConfig
+
+    if show_schema:
+        typer.echo(json.dumps(SimulatorConfig.model_json_schema(), indent=2, default=str))
+        return
+    try:
+        fields = json.loads(config.read_text()) if config else {}
+        fields.update({k: v for k, v in (("accounts", accounts), ("seed", seed)) if v is not None})
+        cfg = SimulatorConfig(**fields)
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read config {config}: {exc}")
+    except ValidationError as exc:
+        _fail(f"invalid simulator config: {exc}")
+    t0 = time.perf_counter()
+    events, labels, rows = write_simulation(cfg, out, progress=True)
+    typer.echo(f"wrote {rows:,} events for {cfg.accounts:,} accounts to {events} and labels to {labels} "
+               f"in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="events file (.parquet, .jsonl or .csv)")],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="labels file to check against the events")] = None,
+    on_bad_rows: OnBadRows = "fail",
+    rejects: Annotated[Optional[Path], typer.Option("--rejects", help="side file for rejected rows (skip mode)")] = None,
+) -> None:
+    """Check an events file (and optionally its labels) against the traffic contract."""
+    from distillguard.data.errors import ContractError
+    from distillguard.data.validation import format_report, validate_files
+
+    try:
+        report = validate_files(path, labels, on_bad_rows=_check_policy(on_bad_rows), rejects_path=rejects)
+    except ContractError as exc:
+        _fail(str(exc))
+    typer.echo(format_report(report))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="folder for everything the run writes")] = Path("runs/demo"),
+    accounts: Annotated[int, typer.Option("--accounts", help="accounts to simulate")] = 2000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """The main job end to end on the embedded defaults: simulate labelled traffic, then validate it."""
+    from distillguard.data.simulator import write_simulation
+    from distillguard.data.simulator_config import SimulatorConfig
+    from distillguard.data.validation import format_report, validate_files
+
+    t0 = time.perf_counter()
+    events, labels, rows = write_simulation(SimulatorConfig(accounts=accounts, seed=seed), out / "sim",
+                                            progress=True)
+    typer.echo(f"[1/2] simulated {rows:,} events for {accounts:,} accounts -> {events.parent} "
+               f"({time.perf_counter() - t0:.1f} s)")
+    typer.echo("[2/2] " + format_report(validate_files(events, labels)))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,90 @@
+"""The `distillguard` command as a user runs it: a real process, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+CLI = [sys.executable, "-m", "distillguard.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    res = run("simulate", "--out", str(out), "--accounts", "150", "--seed", "2")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_every_subcommand_has_help():
+    res = run("--help")
+    assert res.returncode == 0
+    commands = [c for c in ("simulate", "validate", "demo") if c in res.stdout]
+    assert commands == ["simulate", "validate", "demo"]
+    for c in commands:
+        sub = run(c, "--help")
+        assert sub.returncode == 0 and "Usage" in sub.stdout
+
+
+def test_simulate_writes_files_in_the_contract_that_validate(simulated):
+    events = pd.read_parquet(simulated / "events.parquet")
+    labels = pd.read_csv(simulated / "labels.csv")
+    assert set(events["account_id"]) == set(labels["account_id"])
+    assert list(labels.columns) == ["account_id", "label", "campaign"]
+    res = run("validate", str(simulated / "events.parquet"), "--labels", str(simulated / "labels.csv"))
+    assert res.returncode == 0, res.stderr
+    assert "150 accounts" in res.stdout and "0 rejected" in res.stdout
+
+
+def test_simulate_is_reproducible_from_the_command_line(simulated, tmp_path):
+    res = run("simulate", "--out", str(tmp_path), "--accounts", "150", "--seed", "2")
+    assert res.returncode == 0
+    a = pd.read_parquet(simulated / "events.parquet")
+    b = pd.read_parquet(tmp_path / "events.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_simulate_rejects_a_bad_config_with_the_field_name(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"hydra_mix": [0.7, 0.1]}))
+    res = run("simulate", "--out", str(tmp_path / "o"), "--config", str(cfg))
+    assert res.returncode == 1
+    assert "hydra_mix" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_validate_bad_row_names_file_row_and_field_without_a_traceback(tmp_path):
+    bad = tmp_path / "events.csv"
+    bad.write_text("account_id,ts,prompt,asn\n"
+                   "a1,2026-03-01T10:00:00Z,hello,123\n"
+                   "a2,2026-03-01T10:01:00Z,hi there,AS13335\n")
+    res = run("validate", str(bad))
+    assert res.returncode == 1
+    assert "events.csv" in res.stderr and "row 2" in res.stderr and "asn" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_validate_skip_mode_counts_rejects_and_writes_the_side_file(tmp_path):
+    bad = tmp_path / "events.jsonl"
+    bad.write_text('{"account_id": "a1", "ts": "2026-03-01T10:00:00Z", "prompt": "hello"}\n'
+                   '{"account_id": "", "ts": "2026-03-01T10:00:00Z", "prompt": "who am i"}\n'
+                   '{"account_id": "a3", "ts": "yesterday", "prompt": "when"}\n')
+    side = tmp_path / "rejected.jsonl"
+    res = run("validate", str(bad), "--on-bad-rows", "skip", "--rejects", str(side))
+    assert res.returncode == 0, res.stderr
+    assert "2 rejected" in res.stdout
+    rejected = [json.loads(line) for line in side.read_text().splitlines()]
+    assert {(r["row"], r["field"]) for r in rejected} == {(2, "account_id"), (3, "ts")}
+
+
+def test_validate_refuses_an_unknown_policy(tmp_path):
+    res = run("validate", str(tmp_path / "x.csv"), "--on-bad-rows", "ignore")
+    assert res.returncode == 1 and "--on-bad-rows" in res.stderr
