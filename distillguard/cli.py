@@ -83,6 +83,95 @@ def validate(
     typer.echo(format_report(report))
 
 
+baseline_app = typer.Typer(help="The organic baseline: fit it on organic traffic.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+Profile = Annotated[Optional[str], typer.Option("--profile", help="embedder profile: minilm, minilm-int8 or static "
+                                                 "[default: the measured default]")]
+StoreDir = Annotated[Path, typer.Option("--store", help="folder of the persistent embedding store")]
+
+
+def _read_events_or_fail(path: Path, on_bad_rows: str):
+    from distillguard.data.errors import ContractError
+    from distillguard.data.readers import read_events
+
+    try:
+        return read_events(path, on_bad_rows=_check_policy(on_bad_rows))
+    except ContractError as exc:
+        _fail(str(exc))
+
+
+def _organic_events(events, labels_path: Optional[Path], organic_path: Optional[Path], on_bad_rows: str):
+    from distillguard.data.errors import ContractError
+    from distillguard.data.readers import read_labels
+
+    if organic_path is not None:
+        return _read_events_or_fail(organic_path, on_bad_rows)
+    if labels_path is None:
+        _fail("give --labels (accounts labelled 0 are organic) or --organic-events")
+    try:
+        labels = read_labels(labels_path, on_bad_rows=_check_policy(on_bad_rows))
+    except ContractError as exc:
+        _fail(str(exc))
+    unknown = sorted(set(labels["account_id"]) - set(events["account_id"]))
+    if unknown:
+        _fail(f"{labels_path.name}: {len(unknown)} labelled accounts have no events, e.g. {unknown[:3]}")
+    organic = set(labels.loc[labels["label"] == 0, "account_id"])
+    if not organic:
+        _fail(f"{labels_path.name}: no account is labelled 0 (organic); the baseline needs organic traffic")
+    return events[events["account_id"].isin(organic)]
+
+
+@baseline_app.command("fit")
+def baseline_fit(
+    events: Annotated[Path, typer.Option("--events", help="events file")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the feature state (baseline) to")],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="labels: accounts labelled 0 are organic")] = None,
+    organic_events: Annotated[Optional[Path], typer.Option("--organic-events", help="a separate organic events file")] = None,
+    profile: Profile = None,
+    store: StoreDir = Path("runs/embeddings"),
+    on_bad_rows: OnBadRows = "fail",
+) -> None:
+    """Fit the organic baseline (FAISS index, topic clusters, intent thresholds) on organic traffic."""
+    from distillguard.features.embedding import DEFAULT_PROFILE
+    from distillguard.features.pipeline import EmbeddingContext, fit_feature_state
+
+    ev = _read_events_or_fail(events, on_bad_rows) if organic_events is None else None
+    organic = _organic_events(ev, labels, organic_events, on_bad_rows)
+    ctx = EmbeddingContext.open(profile or DEFAULT_PROFILE, store)
+    state = fit_feature_state(organic, ctx, show_progress=True)
+    state.save(out)
+    b = state.baseline
+    typer.echo(f"baseline fitted on {state.fit_info['organic_events']:,} organic events of "
+               f"{state.fit_info['organic_accounts']:,} accounts with profile {state.profile}: index {b.index_kind_} "
+               f"(recall@10 {b.index_recall_at_10_:.3f}), {len(b.centroids_)} topic clusters -> {out}")
+
+
+@app.command()
+def features(
+    events: Annotated[Path, typer.Option("--events", help="events file")],
+    baseline: Annotated[Path, typer.Option("--baseline", help="feature state written by `baseline fit`")],
+    out: Annotated[Path, typer.Option("--out", help="account feature table (.parquet or .csv)")],
+    store: StoreDir = Path("runs/embeddings"),
+    on_bad_rows: OnBadRows = "fail",
+) -> None:
+    """Build the account feature table: one row per account."""
+    from distillguard.features.pipeline import EmbeddingContext, FeatureState, FeatureStateError, build_features
+
+    ev = _read_events_or_fail(events, on_bad_rows)
+    try:
+        state = FeatureState.load(baseline)
+        ctx = EmbeddingContext.open(state.profile, store)
+        state = FeatureState.load(baseline, expected_identity=ctx.embedder.identity)
+    except (FeatureStateError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    t0 = time.perf_counter()
+    table = build_features(ev, state, ctx, show_progress=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out) if out.suffix == ".csv" else table.to_parquet(out)
+    typer.echo(f"{len(table):,} accounts x {table.shape[1]} features -> {out} ({time.perf_counter() - t0:.1f} s)")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for everything the run writes")] = Path("runs/demo"),

@@ -1,0 +1,221 @@
+"""Coordination across accounts: who shares near-duplicate prompts, wrapper skeletons, infrastructure.
+
+A hydra of accounts each looks ordinary; together they send the same wrappers, near-identical
+payloads, from the same proxies and cards, in lock step. Everything here is built from inverted
+indexes (text -> owners, skeleton -> accounts, IP -> accounts) and a FAISS index over distinct
+prompt texts, never from all pairs of prompts. Texts or skeletons used by very many accounts are
+common language, not coordination, and are left out of the account graph.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+EXACT_INDEX_MAX = 50_000
+
+
+def build_text_index(vectors: np.ndarray, *, exact_max: int = EXACT_INDEX_MAX, nprobe: int = 8,
+                     seed: int = 0) -> faiss.Index:
+    """Inner-product index over unit vectors: exact when small, IVF above `exact_max` rows."""
+    n, d = vectors.shape
+    if n <= exact_max:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = int(np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        train = vectors[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
+        index.cp.seed = seed
+        index.train(train)
+        index.nprobe = nprobe
+    index.add(vectors)
+    return index
+
+
+@dataclass
+class CrossAccountIndex:
+    """Distinct prompt texts of all scored accounts, their vectors in FAISS, and who sent each."""
+
+    index: faiss.Index
+    owner_ptr: np.ndarray  # CSR: owners of distinct text j are owner_codes[owner_ptr[j]:owner_ptr[j+1]]
+    owner_codes: np.ndarray
+    n_accounts: int
+
+    @classmethod
+    def build(cls, text_ids: np.ndarray, account_codes: np.ndarray, unique_vectors: np.ndarray,
+              n_accounts: int) -> CrossAccountIndex:
+        """`text_ids[i]` is the distinct-text row of prompt i (rows of `unique_vectors`),
+        `account_codes[i]` its account."""
+        pairs = np.unique(np.stack([text_ids, account_codes], axis=1), axis=0)
+        counts = np.bincount(pairs[:, 0], minlength=len(unique_vectors))
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        return cls(build_text_index(np.ascontiguousarray(unique_vectors, dtype=np.float32)), ptr,
+                   pairs[:, 1].copy(), n_accounts)
+
+    def owners(self, text_id: int) -> np.ndarray:
+        return self.owner_codes[self.owner_ptr[text_id]: self.owner_ptr[text_id + 1]]
+
+    def owner_count(self) -> np.ndarray:
+        return np.diff(self.owner_ptr)
+
+
+def common_skeletons(account_codes: np.ndarray, keys: Sequence[tuple[int | None, int | None]],
+                     min_accounts: int = 2) -> frozenset[int]:
+    """Skeletons used by at least `min_accounts` different (organic) accounts: common language."""
+    owners: dict[int, set[int]] = defaultdict(set)
+    for a, pair in zip(account_codes.tolist(), keys):
+        for key in pair:
+            if key is not None:
+                owners[key].add(a)
+    return frozenset(k for k, s in owners.items() if len(s) >= min_accounts)
+
+
+def common_cap(n_accounts: int) -> int:
+    """Texts or skeletons shared by more accounts than this are common language, not coordination."""
+    return max(25, int(0.02 * n_accounts))
+
+
+def near_neighbour_links(xindex: CrossAccountIndex, query_vectors: np.ndarray, query_accounts: np.ndarray,
+                         linkable: np.ndarray, *, k: int = 16, threshold: float = 0.9
+                         ) -> tuple[dict[int, set[int]], dict[int, int], list[tuple[int, int]]]:
+    """For sampled prompts of each account, the other accounts owning a near neighbour (cos >= threshold).
+
+    Returns (account -> other accounts, account -> prompts with such a neighbour, graph links
+    (account, other)). Only prompts marked `linkable` (the caller's judgement that they are not
+    common language: long enough, and farther from every organic prompt than from the neighbour)
+    link accounts, and only through texts not used by very many accounts.
+    """
+    sims, nbrs = xindex.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
+    counts = xindex.owner_count()
+    cap = common_cap(xindex.n_accounts)
+    others: dict[int, set[int]] = defaultdict(set)
+    hit_prompts: dict[int, int] = defaultdict(int)
+    links: list[tuple[int, int]] = []
+    for q in range(len(query_accounts)):
+        a = int(query_accounts[q])
+        hit = False
+        for s, j in zip(sims[q], nbrs[q]):
+            if j < 0 or s < threshold:
+                continue
+            owners = xindex.owners(int(j))
+            rest = owners[owners != a]
+            if len(rest) == 0:
+                continue
+            hit = True
+            others[a].update(rest.tolist())
+            if linkable[q] and counts[j] <= cap:
+                links.extend((a, int(b)) for b in rest)
+        if hit:
+            hit_prompts[a] += 1
+    return others, hit_prompts, links
+
+
+def skeleton_links(account_codes: np.ndarray, keys: Sequence[tuple[int | None, int | None]], n_accounts: int,
+                   min_uses: int = 2, common: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+    """Links between accounts that each use the same wrapper skeleton at least `min_uses` times.
+
+    Skeletons in `common` (those several organic users share, e.g. "can you explain this ...")
+    link nobody.
+    """
+    uses: dict[tuple[int, int], int] = defaultdict(int)
+    for a, pair in zip(account_codes.tolist(), keys):
+        for key in pair:
+            if key is not None and key not in common:
+                uses[(key, a)] += 1
+    by_key: dict[int, list[int]] = defaultdict(list)
+    for (key, a), n in uses.items():
+        if n >= min_uses:
+            by_key[key].append(a)
+    cap = common_cap(n_accounts)
+    links: list[tuple[int, int]] = []
+    for accounts in by_key.values():
+        if 2 <= len(accounts) <= cap:
+            accounts = sorted(accounts)
+            links.extend((x, y) for i, x in enumerate(accounts) for y in accounts[i + 1:])
+    return links
+
+
+#: Evidence each kind of link carries: a rare wrapper skeleton both accounts use repeatedly is
+#: stronger than one near-duplicate prompt pair.
+SKELETON_LINK_WEIGHT = 2
+NEAR_DUPLICATE_LINK_WEIGHT = 1
+
+
+def account_graph(skeleton: list[tuple[int, int]], near_duplicate: list[tuple[int, int]], n_accounts: int,
+                  min_weight: int = 3) -> tuple[np.ndarray, np.ndarray, dict[int, set[int]]]:
+    """Accounts joined when their shared skeletons and near-duplicates weigh at least `min_weight`
+    (one shared wrapper, opening and closing, is enough; two stray near-duplicates are not).
+
+    Returns (component label per account, component size per account, neighbours per account).
+    """
+    pair_weight: dict[tuple[int, int], int] = defaultdict(int)
+    for links, w in ((skeleton, SKELETON_LINK_WEIGHT), (near_duplicate, NEAR_DUPLICATE_LINK_WEIGHT)):
+        for a, b in links:
+            if a != b:
+                pair_weight[(min(a, b), max(a, b))] += w
+    edges = [p for p, c in pair_weight.items() if c >= min_weight]
+    neighbours: dict[int, set[int]] = defaultdict(set)
+    for a, b in edges:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    if edges:
+        e = np.array(edges)
+        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n_accounts, n_accounts))
+        _, labels = connected_components(g, directed=False)
+    else:
+        labels = np.arange(n_accounts)
+    sizes = np.bincount(labels)[labels]
+    return labels, sizes, neighbours
+
+
+def synchrony(t_seconds: np.ndarray, account_codes: np.ndarray, n_accounts: int,
+              neighbours: dict[int, set[int]]) -> np.ndarray:
+    """Per account, the highest correlation of its hourly activity with any graph neighbour's (NaN alone)."""
+    out = np.full(n_accounts, np.nan)
+    if not neighbours:
+        return out
+    hours = (t_seconds // 3600).astype(np.int64)
+    hours -= hours.min()
+    n_hours = int(hours.max()) + 1
+    involved = sorted(set(neighbours) | {b for s in neighbours.values() for b in s})
+    row_of = {a: i for i, a in enumerate(involved)}
+    mask = np.isin(account_codes, involved)
+    rows = np.array([row_of[a] for a in account_codes[mask].tolist()], dtype=np.int64)
+    m = np.zeros((len(involved), n_hours), dtype=np.float32)
+    np.add.at(m, (rows, hours[mask]), 1.0)
+    m -= m.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(m, axis=1)
+    norms[norms == 0] = 1.0
+    m /= norms[:, None]
+    for a, nb in neighbours.items():
+        ra = row_of[a]
+        out[a] = float(max(m[ra] @ m[row_of[b]] for b in nb))
+    return out
+
+
+def shared_value_counts(values: pd.Series, account_codes: np.ndarray, n_accounts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a metadata column: per account (max accounts sharing one of its values, distinct values
+    it used, distinct values per prompt). NaN where the account never sent the column."""
+    max_shared = np.full(n_accounts, np.nan)
+    distinct = np.full(n_accounts, np.nan)
+    per_prompt = np.full(n_accounts, np.nan)
+    frame = pd.DataFrame({"a": account_codes, "v": values.to_numpy()}).dropna()
+    if frame.empty:
+        return max_shared, distinct, per_prompt
+    pairs = frame.drop_duplicates()
+    accounts_per_value = pairs.groupby("v")["a"].nunique()
+    pairs = pairs.assign(shared=pairs["v"].map(accounts_per_value).to_numpy())
+    g = pairs.groupby("a")
+    idx = g.size().index.to_numpy()
+    max_shared[idx] = g["shared"].max().to_numpy()
+    distinct[idx] = g.size().to_numpy()
+    per_prompt[idx] = distinct[idx] / frame.groupby("a").size().loc[idx].to_numpy()
+    return max_shared, distinct, per_prompt
