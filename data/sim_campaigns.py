@@ -19,7 +19,9 @@ CAMPAIGN_STYLES: tuple[str, ...] = (
     "reasoning", "agentic_coding", "rubric_grading", "safe_rewrite", "capability_sweep",
 )
 INFRA_MODES: tuple[str, ...] = ("shared_proxy", "residential_proxy", "clean")
-SCHEDULES: tuple[str, ...] = ("round_robin", "independent_constant")
+#: round_robin and independent_constant run around the clock; diurnal_mimicry fakes people's
+#: sessions and sleep in a made-up time zone (so timing alone never gives a campaign away).
+SCHEDULES: tuple[str, ...] = ("round_robin", "independent_constant", "diurnal_mimicry")
 
 # Fragments the wrapper grammar combines. Several phrasings per intent: a campaign samples a few
 # combinations, so no single phrase marks harvesting.
@@ -161,7 +163,7 @@ def build_campaign(style: str, index: int, seed: int, hydra_range: tuple[float, 
         hydra_mix=r.uniform(*hydra_range),
         hydra_grammars=tuple(r.sample(sorted(G.ORGANIC_GRAMMARS), r.randint(2, 4))),
         volume_median=volume_median,
-        schedule=r.choice(SCHEDULES),
+        schedule=r.choices(SCHEDULES, weights=(0.4, 0.35, 0.25))[0],
         infra=r.choices(INFRA_MODES, weights=(0.35, 0.3, 0.35))[0],
         span_days=r.uniform(8, 24) if volume_class != "low_and_slow" else r.uniform(12, 26),
         start_day=r.uniform(0, 6),

@@ -295,6 +295,11 @@ def _harvester(w: _AccountWriter, plan: AccountPlan, rng: np.random.Generator, d
     if c.schedule == "round_robin":
         times = T.round_robin_times(rng, n, rank=plan.rank, group_size=plan.group_size, campaign_start_s=start,
                                     span_s=span, jitter_cv=0.05)
+    elif c.schedule == "diurnal_mimicry":
+        first = start / T.DAY
+        times = T.session_times(rng, n, tz_hours=float(rng.choice([-8, -5, 0, 1, 3, 8])), first_day=first,
+                                last_day=first + span / T.DAY, hour_p=T.DIURNAL_P,
+                                mean_session=rng.uniform(3, 12), gap_mean_s=rng.uniform(30, 300))
     else:
         own_start = start + rng.uniform(0, 0.3) * span
         times = T.constant_rate_times(rng, n, start_s=own_start, interval_s=(span * rng.uniform(0.4, 0.7)) / n,

@@ -172,6 +172,158 @@ def features(
     typer.echo(f"{len(table):,} accounts x {table.shape[1]} features -> {out} ({time.perf_counter() - t0:.1f} s)")
 
 
+MlrunsDir = Annotated[Path, typer.Option("--mlruns", help="MLflow folder: sqlite db and artifacts")]
+ModelUri = Annotated[str, typer.Option("--model-uri", help="models:/distillguard@ALIAS or models:/distillguard/VERSION")]
+
+
+def _registry(mlruns: Path):
+    from distillguard.training.registry import Registry
+
+    return Registry(mlruns)
+
+
+@app.command()
+def train(
+    events: Annotated[Path, typer.Option("--events", help="events file")],
+    labels: Annotated[Path, typer.Option("--labels", help="labels file")],
+    holdout_campaigns: Annotated[str, typer.Option("--holdout-campaigns", help="comma-separated campaigns kept "
+                                                   "out of training and evaluated as unseen")] = "",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    profile: Profile = None,
+    lgb_params: Annotated[str, typer.Option("--lgb-params", help="JSON overriding LightGBM parameters")] = "{}",
+    time_to_detection: Annotated[bool, typer.Option("--time-to-detection/--no-time-to-detection")] = True,
+    mlruns: MlrunsDir = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+    on_bad_rows: OnBadRows = "fail",
+) -> None:
+    """Train, evaluate and register a model; promote it only if it beats the champion on the frozen hold-out."""
+    import json
+
+    from distillguard.data.errors import ContractError
+    from distillguard.data.readers import read_labels
+    from distillguard.features.embedding import DEFAULT_PROFILE
+    from distillguard.training.dataset import TrainingDataError
+    from distillguard.training.train_job import TrainConfig, run_training
+
+    try:
+        params = json.loads(lgb_params)
+        if not isinstance(params, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        _fail(f"--lgb-params must be a JSON object: {exc}")
+    ev = _read_events_or_fail(events, on_bad_rows)
+    try:
+        lab = read_labels(labels, on_bad_rows=_check_policy(on_bad_rows))
+    except ContractError as exc:
+        _fail(str(exc))
+    cfg = TrainConfig(seed=seed, profile=profile or DEFAULT_PROFILE,
+                      holdout_campaigns=tuple(c for c in holdout_campaigns.split(",") if c),
+                      lgb_params=params, time_to_detection=time_to_detection, store_dir=store)
+    try:
+        result = run_training(ev, lab, _registry(mlruns), cfg, log=lambda m: typer.echo(f"- {m}"))
+    except TrainingDataError as exc:
+        _fail(str(exc))
+    _print_training(result)
+
+
+def _print_training(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title="Hold-out: distillguard and the baselines a user would otherwise reach for")
+    for c in ("detector", "ROC-AUC", "PR-AUC", "recall@1% FPR", "recall@0.1% FPR"):
+        t.add_column(c, justify="right" if c != "detector" else "left")
+    for name, row in result.tables["comparison"].iterrows():
+        t.add_row(name, *(f"{row[k]:.3f}" for k in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")))
+    console.print(t)
+    lt = Table(title="Leave one campaign style out (trained without it)")
+    for c in ("style", "accounts", "recall@1% FPR", "recall@0.1% FPR"):
+        lt.add_column(c)
+    for style, row in result.tables["leave_one_style_out"].iterrows():
+        lt.add_row(style, str(int(row["accounts"])), f"{row['recall_at_1pct_fpr']:.3f}", f"{row['recall_at_0.1pct_fpr']:.3f}")
+    console.print(lt)
+    m = result.metrics
+    if "ttd_median_prompts" in m:
+        console.print(f"time to detection: median {m['ttd_median_prompts']:.0f} prompts, 90th percentile "
+                      f"{m['ttd_p90_prompts']:.0f}; {m['ttd_detected_share']:.0%} of hold-out harvesting accounts reach review")
+    if result.champion_metrics:
+        console.print("candidate vs champion on the frozen hold-out: " + ", ".join(
+            f"{k} {m[k]:.3f} vs {result.champion_metrics[k]:.3f}" for k in result.champion_metrics))
+    console.print(f"[bold]{result.verdict}[/bold] (run {result.run_id}, {result.seconds:.0f} s)")
+
+
+@app.command()
+def score(
+    events: Annotated[Path, typer.Option("--events", help="events file")],
+    out: Annotated[Path, typer.Option("--out", help="CSV: account_id, score, decision, reasons")],
+    model_uri: ModelUri = "models:/distillguard@champion",
+    mlruns: MlrunsDir = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+    on_bad_rows: OnBadRows = "fail",
+) -> None:
+    """Score every account in an events file with a registered model."""
+    from distillguard.training.bundle import BundleError
+    from distillguard.training.registry import RegistryError
+    from distillguard.training.train_job import load_bundle, score_with
+
+    ev = _read_events_or_fail(events, on_bad_rows)
+    try:
+        bundle = load_bundle(_registry(mlruns), model_uri)
+        table = score_with(bundle, ev, store)
+    except (RegistryError, BundleError) as exc:
+        _fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    counts = table["decision"].value_counts().to_dict()
+    typer.echo(f"scored {len(table):,} accounts with v{bundle.info['version']}: "
+               + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block")) + f" -> {out}")
+
+
+@app.command()
+def models(mlruns: MlrunsDir = Path("mlruns")) -> None:
+    """List registered versions, their aliases and headline hold-out metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    reg = _registry(mlruns)
+    aliases = reg.aliases()
+    t = Table(title="distillguard models")
+    for c in ("version", "aliases", "created", "ROC-AUC", "recall@1% FPR", "recall@0.1% FPR"):
+        t.add_column(c)
+    for v in reg.versions():
+        tags = v.tags
+        t.add_row(str(v.version), ", ".join(a for a, ver in aliases.items() if ver == str(v.version)),
+                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.creation_timestamp / 1000)),
+                  *(tags.get(f"holdout.{k}", "-")[:5] for k in ("roc_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")))
+    Console().print(t)
+
+
+@app.command()
+def promote(version: Annotated[str, typer.Argument(help="version to make champion")],
+            mlruns: MlrunsDir = Path("mlruns")) -> None:
+    """Make VERSION the champion by hand (logged in the champion history)."""
+    from distillguard.training.registry import RegistryError
+
+    try:
+        _registry(mlruns).set_champion(version, reason="promoted by hand")
+    except RegistryError as exc:
+        _fail(str(exc))
+    typer.echo(f"champion -> v{version}")
+
+
+@app.command()
+def rollback(mlruns: MlrunsDir = Path("mlruns")) -> None:
+    """Move the champion back to the version it replaced (logged)."""
+    from distillguard.training.registry import RegistryError
+
+    try:
+        old, new = _registry(mlruns).rollback()
+    except RegistryError as exc:
+        _fail(str(exc))
+    typer.echo(f"champion v{old} -> v{new}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for everything the run writes")] = Path("runs/demo"),

@@ -79,14 +79,16 @@ def test_campaign_accounts_share_wrapper_templates_across_accounts():
 
 
 def test_campaign_timing_has_no_day_night_cycle_while_organic_timing_does(merged):
-    m = merged.assign(hour=merged["ts"].dt.hour)
-    active = m.groupby("account_id").filter(lambda d: len(d) >= 60)
+    _, campaigns = plan_accounts(SimulatorConfig(accounts=600, seed=3, release_day=RELEASE_DAY))
+    mimics = {c.name for c in campaigns if c.schedule == "diurnal_mimicry"}
+    m = merged[~merged["campaign"].isin(mimics)].assign(hour=merged["ts"].dt.hour)
+    active = m.groupby("account_id").filter(lambda d: len(d) >= 30)
     share = active.groupby("account_id").agg(q=("hour", _quietest_window_share), label=("label", "first"),
                                               campaign=("campaign", "first"))
     organic = share[share["campaign"].isin(["casual", "student", "writer", "developer", "researcher",
                                             "professional"])]
     harvest = share[share["label"] == 1]
-    assert len(organic) >= 10 and len(harvest) >= 10
+    assert len(organic) >= 10 and len(harvest) >= 5
     # uniform activity puts 8/24 = 0.33 of prompts in any 8-hour window; people sleep
     assert harvest["q"].median() > 0.22
     assert organic["q"].median() < 0.10
@@ -97,7 +99,9 @@ def test_campaign_interarrival_is_steadier_than_organic(merged):
         gaps = np.diff(np.sort(ts.astype("int64").to_numpy())) / 1e6
         return float(gaps.std() / gaps.mean()) if len(gaps) > 5 and gaps.mean() > 0 else np.nan
 
-    per = merged.groupby("account_id").agg(cv=("ts", cv), label=("label", "first"))
+    _, campaigns = plan_accounts(SimulatorConfig(accounts=600, seed=3, release_day=RELEASE_DAY))
+    mimics = {c.name for c in campaigns if c.schedule == "diurnal_mimicry"}
+    per = merged[~merged["campaign"].isin(mimics)].groupby("account_id").agg(cv=("ts", cv), label=("label", "first"))
     assert per.loc[per["label"] == 1, "cv"].median() < 1.0 < per.loc[per["label"] == 0, "cv"].median()
 
 

@@ -1,0 +1,125 @@
+"""train / score / models / promote / rollback as an ML engineer runs them: real processes, a real
+MLflow sqlite registry, the real embedder, simulated campaigns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from distillguard.training.registry import Registry
+
+CLI = [sys.executable, "-m", "distillguard.cli"]
+WEAK = json.dumps({"num_boost_round": 1, "num_leaves": 2, "min_data_in_leaf": 100000})
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    assert run("simulate", "--out", str(root / "sim"), "--accounts", "260", "--seed", "4").returncode == 0
+    assert run("simulate", "--out", str(root / "fresh"), "--accounts", "60", "--seed", "77").returncode == 0
+    return root
+
+
+def train(work: Path, mlruns: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run("train", "--events", str(work / "sim/events.parquet"), "--labels", str(work / "sim/labels.csv"),
+               "--mlruns", str(work / mlruns), "--store", str(work / "store"), *extra)
+
+
+@pytest.fixture(scope="module")
+def first(work) -> subprocess.CompletedProcess[str]:
+    res = train(work, "mlruns-a")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def holdout_tags(mlruns: Path, version: str) -> dict[str, float]:
+    return Registry(mlruns).version_metrics(version)
+
+
+def test_first_model_is_registered_promoted_and_evaluated(work, first):
+    assert "promoted to champion" in first.stdout
+    reg = Registry(work / "mlruns-a")
+    assert reg.aliases() == {"champion": "1", "challenger": "1"}
+    metrics = holdout_tags(work / "mlruns-a", "1")
+    for key in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr", "ttd_median_prompts"):
+        assert f"holdout.{key}" in metrics
+    assert metrics["holdout.roc_auc"] > 0.8
+    # the evaluation tables and pictures are saved beside the run
+    for text in ("Leave one campaign style out", "reasoning-keyword", "IsolationForest", "time to detection"):
+        assert text in first.stdout
+    artifacts = {p.name for p in (work / "mlruns-a").rglob("*.png")}
+    assert {"pr_curve.png", "score_histograms.png", "feature_importance.png"} <= artifacts
+
+
+def test_training_twice_with_the_same_seed_gives_the_same_metrics(work, first):
+    again = train(work, "mlruns-b")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert holdout_tags(work / "mlruns-a", "1") == holdout_tags(work / "mlruns-b", "1")
+
+
+def test_a_weaker_candidate_is_registered_but_not_promoted_then_promote_and_rollback(work, first):
+    weak = train(work, "mlruns-a", "--lgb-params", WEAK, "--no-time-to-detection")
+    assert weak.returncode == 0, weak.stderr[-3000:]
+    assert "NOT promoted" in weak.stdout
+    reg = Registry(work / "mlruns-a")
+    assert reg.aliases() == {"champion": "1", "challenger": "2"}
+
+    assert run("promote", "2", "--mlruns", str(work / "mlruns-a")).returncode == 0
+    assert Registry(work / "mlruns-a").alias_version("champion") == "2"
+    back = run("rollback", "--mlruns", str(work / "mlruns-a"))
+    assert back.returncode == 0 and "v2 -> v1" in back.stdout
+    assert Registry(work / "mlruns-a").alias_version("champion") == "1"
+    listing = run("models", "--mlruns", str(work / "mlruns-a"))
+    assert listing.returncode == 0 and "champion" in listing.stdout and "challenger" in listing.stdout
+
+
+def test_score_accounts_never_seen_in_training(work, first):
+    out = work / "scores.csv"
+    res = run("score", "--events", str(work / "fresh/events.parquet"), "--out", str(out),
+              "--mlruns", str(work / "mlruns-a"), "--store", str(work / "store"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    scores = pd.read_csv(out)
+    labels = pd.read_csv(work / "fresh/labels.csv")
+    assert list(scores.columns) == ["account_id", "score", "decision", "reasons"]
+    assert set(scores["account_id"]) == set(labels["account_id"])
+    assert set(scores["decision"]) <= {"allow", "review", "block"}
+    merged = scores.merge(labels, on="account_id")
+    assert merged.loc[merged["label"] == 1, "score"].median() > merged.loc[merged["label"] == 0, "score"].median()
+    flagged = merged[merged["decision"] != "allow"]
+    assert flagged["reasons"].str.contains("=").all()  # readable "feature=value (+contribution)"
+
+
+def test_bad_inputs_give_clear_errors(work, first, tmp_path):
+    events = pd.read_parquet(work / "sim/events.parquet")
+    labels = pd.read_csv(work / "sim/labels.csv")
+
+    extra = pd.concat([labels, pd.DataFrame({"account_id": ["ghost"], "label": [1], "campaign": ["x"]})])
+    extra.to_csv(tmp_path / "ghost.csv", index=False)
+    res = run("train", "--events", str(work / "sim/events.parquet"), "--labels", str(tmp_path / "ghost.csv"),
+              "--mlruns", str(tmp_path / "m"), "--store", str(work / "store"))
+    assert res.returncode == 1 and "ghost" in res.stderr and "no events" in res.stderr
+
+    labels.assign(label=0).to_csv(tmp_path / "one.csv", index=False)
+    res = run("train", "--events", str(work / "sim/events.parquet"), "--labels", str(tmp_path / "one.csv"),
+              "--mlruns", str(tmp_path / "m"), "--store", str(work / "store"))
+    assert res.returncode == 1 and "both classes" in res.stderr
+
+    events.drop(columns=["ts"]).to_parquet(tmp_path / "no_ts.parquet")
+    res = run("score", "--events", str(tmp_path / "no_ts.parquet"), "--out", str(tmp_path / "s.csv"),
+              "--mlruns", str(work / "mlruns-a"))
+    assert res.returncode == 1 and "'ts'" in res.stderr and "missing" in res.stderr
+
+    res = run("score", "--events", str(work / "fresh/events.parquet"), "--out", str(tmp_path / "s.csv"),
+              "--mlruns", str(work / "mlruns-a"), "--model-uri", "models:/distillguard@nonexistent")
+    assert res.returncode == 1 and "nonexistent" in res.stderr
+    for r in (res,):
+        assert "Traceback" not in r.stderr

@@ -1,0 +1,55 @@
+"""Pictures saved beside each training run: PR curve, score histograms, feature importance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+
+def pr_curve(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, s in scores.items():
+        p, r, _ = precision_recall_curve(y, s)
+        ax.plot(r, p, label=name, lw=2 if name.startswith("distillguard") else 1)
+    ax.set(xlabel="recall (harvesting accounts)", ylabel="precision", title="Hold-out precision / recall")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def score_histograms(scores: np.ndarray, groups: pd.Series, thresholds: tuple[float, float], path: Path) -> Path:
+    names = sorted(groups.unique())
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
+    data = [scores[(groups == n).to_numpy()] for n in names]
+    ax.boxplot(data, vert=False, widths=0.6)
+    for i, d in enumerate(data, start=1):
+        ax.scatter(d, np.full(len(d), i) + np.random.default_rng(i).uniform(-0.2, 0.2, len(d)), s=4, alpha=0.5)
+    ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
+    for t, style in zip(thresholds, ("--", ":")):
+        ax.axvline(t, color="red", ls=style, lw=1)
+    ax.set(xlabel="calibrated score (red: review and block thresholds)", title="Hold-out scores by campaign / archetype")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def feature_importance(importance: pd.Series, path: Path, top: int = 25) -> Path:
+    imp = importance.head(top)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(imp) + 1))
+    ax.barh(imp.index, imp.to_numpy())
+    ax.set(xlabel="total gain", title="Feature importance")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,133 @@
+"""MLflow tracking and the model registry: where runs, models and the champion live.
+
+Tracking and registry use `sqlite:///<root>/mlflow.db` with artifacts under `<root>/` (default
+`mlruns/`), both created on first use. The registered model `distillguard` carries the aliases
+`champion` and `challenger`; each move of the champion is appended to a history kept as a
+registered-model tag, which `rollback` walks back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_NAME = "distillguard"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+EXPERIMENT = "distillguard"
+
+
+class RegistryError(ValueError):
+    """A model URI, version or alias that does not resolve."""
+
+
+def _mlflow():
+    # mlflow costs seconds to import: only commands that need it pay for it
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    import mlflow
+
+    return mlflow
+
+
+@dataclass
+class Registry:
+    root: Path = Path("mlruns")
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        mlflow = _mlflow()
+        self.uri = f"sqlite:///{self.root / 'mlflow.db'}"
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(self.uri, self.uri)
+        if self.client.get_experiment_by_name(EXPERIMENT) is None:
+            self.client.create_experiment(EXPERIMENT, artifact_location=(self.root / "artifacts").as_uri())
+        mlflow.set_experiment(EXPERIMENT)
+
+    # -- versions and aliases --------------------------------------------------------------------
+
+    def versions(self) -> list:
+        try:
+            found = self.client.search_model_versions(f"name='{MODEL_NAME}'")
+        except Exception:
+            return []
+        return sorted(found, key=lambda v: int(v.version))
+
+    def version_ids(self) -> list[str]:
+        return [str(v.version) for v in self.versions()]
+
+    def alias_version(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(MODEL_NAME, alias).version)
+        except MlflowException:
+            return None
+
+    def aliases(self) -> dict[str, str]:
+        return {a: v for a in (CHAMPION, CHALLENGER) if (v := self.alias_version(a)) is not None}
+
+    def set_challenger(self, version: str) -> None:
+        self.client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+
+    def _history(self) -> list[dict]:
+        try:
+            tags = self.client.get_registered_model(MODEL_NAME).tags
+        except Exception:
+            return []
+        return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+    def set_champion(self, version: str, reason: str) -> None:
+        """Point `champion` at `version` and log the move in the history."""
+        self._require_version(version)
+        previous = self.alias_version(CHAMPION)
+        self.client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+        history = self._history() + [{"version": version, "previous": previous, "reason": reason,
+                                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
+        self.client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
+
+    def rollback(self) -> tuple[str, str]:
+        """Move the champion back to the version it replaced; returns (from, to)."""
+        current = self.alias_version(CHAMPION)
+        if current is None:
+            raise RegistryError("there is no champion to roll back")
+        previous = next((h["previous"] for h in reversed(self._history()) if h["version"] == current
+                         and h["previous"] is not None), None)
+        if previous is None:
+            raise RegistryError(f"champion v{current} replaced no earlier version; nothing to roll back to")
+        self.set_champion(previous, reason=f"rollback from v{current}")
+        return current, previous
+
+    def _require_version(self, version: str) -> None:
+        if str(version) not in self.version_ids():
+            known = ", ".join(self.version_ids()) or "none"
+            raise RegistryError(f"model {MODEL_NAME} has no version {version} (versions: {known})")
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def resolve(self, model_uri: str) -> str:
+        """The version a `models:/distillguard@alias` or `models:/distillguard/N` URI names."""
+        prefix = f"models:/{MODEL_NAME}"
+        if model_uri.startswith(prefix + "@"):
+            alias = model_uri[len(prefix) + 1:]
+            v = self.alias_version(alias)
+            if v is None:
+                raise RegistryError(f"{model_uri}: no version of {MODEL_NAME} has the alias '{alias}' "
+                                    f"(train a model first, or see `distillguard models`)")
+            return v
+        if model_uri.startswith(prefix + "/"):
+            v = model_uri[len(prefix) + 1:]
+            self._require_version(v)
+            return v
+        raise RegistryError(f"{model_uri}: expected models:/{MODEL_NAME}@ALIAS or models:/{MODEL_NAME}/VERSION")
+
+    def version_metrics(self, version: str) -> dict[str, float]:
+        mv = self.client.get_model_version(MODEL_NAME, version)
+        return {k: float(v) for k, v in mv.tags.items() if k.startswith("holdout.")}
