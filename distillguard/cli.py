@@ -327,20 +327,41 @@ def rollback(mlruns: MlrunsDir = Path("mlruns")) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for everything the run writes")] = Path("runs/demo"),
-    accounts: Annotated[int, typer.Option("--accounts", help="accounts to simulate")] = 2000,
+    accounts: Annotated[int, typer.Option("--accounts", help="accounts to simulate for training")] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    mlruns: MlrunsDir = Path("mlruns"),
 ) -> None:
-    """The main job end to end on the embedded defaults: simulate labelled traffic, then validate it."""
+    """The main job end to end on the embedded defaults: simulate labelled traffic, validate it,
+    train and register a model (promoted only if it beats the champion), then score a fresh week of
+    traffic with accounts the model never saw."""
+    from distillguard.data.readers import read_events, read_labels
     from distillguard.data.simulator import write_simulation
     from distillguard.data.simulator_config import SimulatorConfig
     from distillguard.data.validation import format_report, validate_files
+    from distillguard.features.embedding import DEFAULT_PROFILE
+    from distillguard.training.train_job import TrainConfig, load_bundle, run_training, score_with
 
     t0 = time.perf_counter()
-    events, labels, rows = write_simulation(SimulatorConfig(accounts=accounts, seed=seed), out / "sim",
-                                            progress=True)
-    typer.echo(f"[1/2] simulated {rows:,} events for {accounts:,} accounts -> {events.parent} "
-               f"({time.perf_counter() - t0:.1f} s)")
-    typer.echo("[2/2] " + format_report(validate_files(events, labels)))
+    events, labels, rows = write_simulation(SimulatorConfig(accounts=accounts, seed=seed), out / "sim", progress=True)
+    typer.echo(f"[1/4] simulated {rows:,} events for {accounts:,} accounts -> {events.parent} "
+               f"({time.perf_counter() - t0:.0f} s)")
+    typer.echo("[2/4] " + format_report(validate_files(events, labels)))
+    store = out / "embeddings"
+    reg = _registry(mlruns)
+    result = run_training(read_events(events), read_labels(labels), reg,
+                          TrainConfig(seed=seed, profile=DEFAULT_PROFILE, store_dir=store),
+                          log=lambda m: typer.echo(f"      {m}"))
+    typer.echo(f"[3/4] trained ({result.seconds:.0f} s):")
+    _print_training(result)
+    fresh, _, _ = write_simulation(SimulatorConfig(accounts=max(100, accounts // 5), seed=seed + 1000),
+                                   out / "fresh", progress=True)
+    bundle = load_bundle(reg, "models:/distillguard@champion")
+    table = score_with(bundle, read_events(fresh), store)
+    table.to_csv(out / "scores.csv", index=False)
+    counts = table["decision"].value_counts().to_dict()
+    typer.echo(f"[4/4] scored {len(table):,} unseen accounts with champion v{bundle.info['version']}: "
+               + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block"))
+               + f" -> {out / 'scores.csv'} (total {time.perf_counter() - t0:.0f} s)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

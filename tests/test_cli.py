@@ -25,14 +25,16 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
+COMMANDS = ("simulate", "validate", "baseline", "features", "train", "score", "models", "promote", "rollback", "demo")
+
+
 def test_every_subcommand_has_help():
     res = run("--help")
     assert res.returncode == 0
-    commands = [c for c in ("simulate", "validate", "demo") if c in res.stdout]
-    assert commands == ["simulate", "validate", "demo"]
-    for c in commands:
-        sub = run(c, "--help")
-        assert sub.returncode == 0 and "Usage" in sub.stdout
+    assert [c for c in COMMANDS if c in res.stdout] == list(COMMANDS)
+    for c in (*COMMANDS, "baseline fit"):
+        sub = run(*c.split(), "--help")
+        assert sub.returncode == 0 and "Usage" in sub.stdout, c
 
 
 def test_simulate_writes_files_in_the_contract_that_validate(simulated):
