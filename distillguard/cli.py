@@ -325,6 +325,29 @@ def rollback(mlruns: MlrunsDir = Path("mlruns")) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    state: Annotated[Optional[Path], typer.Option("--state", help="folder of the durable event log and scores "
+                                                  "[default: runs/serve]")] = None,
+    mlruns: Annotated[Optional[Path], typer.Option("--mlruns", help="MLflow folder [default: mlruns]")] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", help="embedding store folder")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of serving settings")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Serve the gateway scoring endpoint (FastAPI on uvicorn) from the champion model."""
+    from pydantic import ValidationError
+
+    from distillguard.serving.server import ServeConfigError
+    from distillguard.serving.server import serve as run_server
+
+    try:
+        run_server(host, port, state, mlruns, store, config, log_level=log_level)
+    except (ServeConfigError, ValidationError, OSError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for everything the run writes")] = Path("runs/demo"),
     accounts: Annotated[int, typer.Option("--accounts", help="accounts to simulate for training")] = 2000,

@@ -25,7 +25,8 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
-COMMANDS = ("simulate", "validate", "baseline", "features", "train", "score", "models", "promote", "rollback", "demo")
+COMMANDS = ("simulate", "validate", "baseline", "features", "train", "score", "models", "promote", "rollback", "serve",
+            "demo")
 
 
 def test_every_subcommand_has_help():
@@ -90,3 +91,12 @@ def test_validate_skip_mode_counts_rejects_and_writes_the_side_file(tmp_path):
 def test_validate_refuses_an_unknown_policy(tmp_path):
     res = run("validate", str(tmp_path / "x.csv"), "--on-bad-rows", "ignore")
     assert res.returncode == 1 and "--on-bad-rows" in res.stderr
+
+
+def test_serve_refuses_to_start_without_api_keys(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "DISTILLGUARD_API_KEYS"}
+    res = subprocess.run([*CLI, "serve", "--state", str(tmp_path / "s"), "--port", "0"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert res.returncode == 1 and "DISTILLGUARD_API_KEYS" in res.stderr and "Traceback" not in res.stderr

@@ -75,7 +75,7 @@ def leave_one_style_out(X: pd.DataFrame, labels: pd.DataFrame, train_ids: list[s
 
 
 def time_to_detection(events: pd.DataFrame, harvest_ids: list[str], score_prefix: Callable[[pd.DataFrame], pd.Series],
-                      threshold: float, lengths: tuple[int, ...] = (10, 25, 50, 100, 200)) -> pd.DataFrame:
+                      threshold: float, lengths: tuple[int, ...] = (5, 10, 20, 50, 100, 200)) -> pd.DataFrame:
     """Prompts until each harvesting account first crosses `threshold`, scoring growing prefixes of
     its stream (other accounts stay whole, as the world around it). NaN: never crossed."""
     ev = events.sort_values(["account_id", "ts"], kind="stable")

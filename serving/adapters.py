@@ -1,0 +1,107 @@
+"""Gateway adapters: a real gateway needs configuration only. Both call the same scoring core.
+
+- LiteLLM Generic Guardrail API (`guardrail: generic_guardrail_api`, `api_base: <this server>`,
+  `api_key: <a distillguard key>`, sent as `x-api-key`): LiteLLM POSTs
+  `/beta/litellm_basic_guardrail_api` with `texts`, `structured_messages`, `input_type` and
+  `request_data` (the caller's `user_api_key_*` ids); we answer `{"action": "BLOCKED"|"NONE"}`.
+- Envoy ext_authz, HTTP service (`path_prefix: /envoy/authz`, `with_request_body` for the prompt,
+  our key added with `headers_to_add: x-distillguard-api-key`): 200 allows, 403 with the reason
+  denies; `x-distillguard-score` and `x-distillguard-decision` carry the verdict either way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+
+from distillguard.serving.schemas import EventIn
+from distillguard.serving.scoring import ScoringCore
+
+
+class LiteLLMGuardrailRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input_type: str = "request"
+    texts: list[str] | None = None
+    structured_messages: list[dict[str, Any]] | None = None
+    request_data: dict[str, Any] = {}
+    model: str | None = None
+    litellm_call_id: str | None = None
+    litellm_trace_id: str | None = None
+
+
+def _content_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        parts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        return "\n".join(parts) if parts else None
+    return None
+
+
+def last_user_prompt(messages: list[dict[str, Any]] | None, texts: list[str] | None) -> str | None:
+    for m in reversed(messages or []):
+        if m.get("role") == "user" and (text := _content_text(m.get("content"))) is not None:
+            return text
+    return texts[-1] if texts else None
+
+
+def litellm_router(core: ScoringCore) -> APIRouter:
+    router = APIRouter()
+    s = core.settings
+
+    @router.post("/beta/litellm_basic_guardrail_api")
+    async def litellm_guardrail(body: LiteLLMGuardrailRequest) -> dict:
+        if body.input_type != "request":
+            return {"action": "NONE"}
+        account = next((str(body.request_data[f]) for f in s.litellm_identity_fields if body.request_data.get(f)),
+                       None)
+        prompt = last_user_prompt(body.structured_messages, body.texts)
+        if account is None or prompt is None:
+            return {"action": "NONE"}
+        v = core.check(EventIn(account_id=account, prompt=prompt, model=body.model,
+                               conversation_id=body.litellm_trace_id))
+        blocked = v.decision == "block" or (v.decision == "review" and s.litellm_block_on_review)
+        if blocked:
+            return {"action": "BLOCKED", "blocked_reason": f"distillguard: account {v.decision} "
+                    f"(score {v.score:.3f}, model v{v.model_version})" if v.score is not None
+                    else f"distillguard: {v.decision}"}
+        return {"action": "NONE"}
+
+    return router
+
+
+def envoy_router(core: ScoringCore) -> APIRouter:
+    router = APIRouter()
+    header = core.settings.envoy_account_header
+
+    @router.api_route("/envoy/authz/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    async def envoy_authz(path: str, request: Request) -> Response:
+        account = request.headers.get(header)
+        if not account:
+            return JSONResponse({"reason": f"missing {header} header"}, status_code=403)
+        prompt = ""
+        raw = await request.body()
+        if raw:
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict):
+                prompt = last_user_prompt(payload.get("messages"), None) or (
+                    payload["prompt"] if isinstance(payload.get("prompt"), str) else "")
+        if len(prompt) > core.settings.max_prompt_chars:
+            prompt = prompt[: core.settings.max_prompt_chars]
+        v = core.check(EventIn(account_id=account[:256], prompt=prompt))
+        headers = {"x-distillguard-decision": v.decision,
+                   "x-distillguard-score": "" if v.score is None else f"{v.score:.6f}"}
+        if v.decision == "block":
+            return JSONResponse({"reason": f"distillguard: account blocked (score {v.score})"}, status_code=403,
+                                headers=headers)
+        return Response(status_code=200, headers=headers)
+
+    return router

@@ -1,0 +1,194 @@
+"""The FastAPI app: the gateway endpoint, bulk ingestion, account views, health and metrics.
+
+Request handlers only validate, commit and read stored state (async, on the event loop: a SQLite
+commit in WAL mode costs well under a millisecond). The model lives in the refresh worker process
+(`worker.py`), which loads it, swaps champions and refreshes scores; this process never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from distillguard.serving.adapters import envoy_router, litellm_router
+from distillguard.serving.config import ServeSettings
+from distillguard.serving.metrics import ServingMetrics
+from distillguard.serving.schemas import BatchAck, EventBatchIn, EventIn, Verdict
+from distillguard.serving.scoring import PromptTooLong, ScoringCore
+from distillguard.serving.state_store import EventLog, ScoreBoard
+from distillguard.serving.supervisor import WorkerSupervisor
+
+log = logging.getLogger("distillguard.serving")
+
+_ENDPOINT_LABELS = {"/v1/check": "check", "/v1/events:batch": "events_batch", "/healthz": "healthz",
+                    "/readyz": "readyz", "/metrics": "metrics", "/beta/litellm_basic_guardrail_api": "litellm",
+                    "/admin/reload": "admin_reload"}
+
+
+def _endpoint(path: str) -> str:
+    if path in _ENDPOINT_LABELS:
+        return _ENDPOINT_LABELS[path]
+    if path.startswith("/v1/accounts/"):
+        return "account"
+    if path.startswith("/envoy/authz"):
+        return "envoy"
+    return "other"
+
+
+class _LatencyMiddleware:
+    """Pure ASGI timing (no per-request task or body buffering, unlike BaseHTTPMiddleware)."""
+
+    def __init__(self, app, metrics: ServingMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.metrics.request_latency.labels(_endpoint(scope["path"])).observe(time.perf_counter() - t0)
+
+
+def _auth_dependency(settings: ServeSettings):
+    keys = [k.encode() for k in settings.api_keys]
+
+    def valid(candidate: str | None) -> bool:
+        if not candidate:
+            return False
+        c = candidate.encode()
+        return any(hmac.compare_digest(c, k) for k in keys)  # no early exit on a near match
+
+    async def require_key(request: Request) -> None:
+        if not settings.auth_enabled:
+            return
+        h = request.headers
+        auth = h.get("authorization", "")
+        bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        # LiteLLM sends its api_key as x-api-key; Envoy can add x-distillguard-api-key
+        if not (valid(bearer) or valid(h.get("x-api-key")) or valid(h.get("x-distillguard-api-key"))):
+            raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+
+    return require_key
+
+
+def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
+    metrics = ServingMetrics()
+    # checkpoints (an fsync) happen in the worker, never inside a request
+    events = EventLog(settings.state_path, synchronous=settings.sqlite_synchronous, autocheckpoint=False)
+    board = ScoreBoard(settings.state_path, synchronous=settings.sqlite_synchronous, autocheckpoint=False)
+    worker = WorkerSupervisor(settings, events, board, log_level=log_level)
+    core = ScoringCore(events, board, worker, settings, metrics)
+
+    def observe_worker() -> None:
+        worker.ensure_running()
+        metrics.update_from_worker(worker.status().raw, settings.backlog_bound_accounts, worker.restarts)
+
+    async def watch_worker() -> None:
+        while True:
+            try:
+                observe_worker()
+            except Exception:  # metrics must not take serving down
+                log.exception("reading the refresh worker's status failed")
+            await asyncio.sleep(0.5)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker.start()
+        watcher = asyncio.create_task(watch_worker())
+        gc.freeze()  # startup objects (FastAPI, pydantic) stay out of every later collection
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            worker.stop()
+
+    app = FastAPI(title="distillguard", lifespan=lifespan)
+    app.state.core, app.state.worker = core, worker
+    app.add_middleware(_LatencyMiddleware, metrics=metrics)
+
+    @app.exception_handler(PromptTooLong)
+    async def too_long(request: Request, exc: PromptTooLong) -> JSONResponse:
+        return JSONResponse({"detail": [{"type": "string_too_long", "loc": ["body", *exc.field],
+                                         "msg": str(exc), "ctx": {"max_length": exc.limit}}]}, status_code=422)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    secured = APIRouter(dependencies=[Depends(_auth_dependency(settings))])
+
+    @secured.get("/readyz")
+    async def readyz() -> JSONResponse:
+        st = worker.status()
+        body = {"ready": st.model_version is not None, "model_version": st.model_version,
+                "error": (st.raw or {}).get("model_error")}
+        return JSONResponse(body, status_code=200 if st.model_version is not None else 503)
+
+    require_key = _auth_dependency(settings)
+
+    # The hot path skips FastAPI's generic body decoding and response encoding (jsonable_encoder
+    # cost more than the SQLite commit); the 422 body has FastAPI's shape.
+    @app.post("/v1/check", response_model=Verdict, openapi_extra={"requestBody": {"content": {
+        "application/json": {"schema": EventIn.model_json_schema()}}, "required": True}})
+    async def check(request: Request) -> Response:
+        await require_key(request)
+        try:
+            event = EventIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
+                include_url=False)]) from None
+        return Response(core.check(event).model_dump_json(), media_type="application/json")
+
+    @secured.post("/v1/events:batch", response_model=BatchAck)
+    async def events_batch(batch: EventBatchIn) -> BatchAck:
+        if len(batch.events) > settings.max_batch_events:
+            raise HTTPException(422, [{"type": "too_long", "loc": ["body", "events"],
+                                       "msg": f"at most {settings.max_batch_events} events per batch"}])
+        # on the event loop: this process has one writer connection, so no request waits on a lock
+        core.record(batch.events, loc=("events",))
+        return BatchAck(accepted=len(batch.events), accounts=len({e.account_id for e in batch.events}))
+
+    @secured.get("/v1/accounts/{account_id}")
+    async def account(account_id: str) -> dict:
+        logged = events.account(account_id)
+        if logged is None:
+            raise HTTPException(404, f"unknown account {account_id}")
+        scored = board.account(account_id) or {"dirty": True, "refreshed_through": 0}
+        row = {"account_id": account_id, **logged, **scored}
+        # dirty until a refresh has read the account's newest event (the worker may not have seen it yet)
+        row["dirty"] = bool(scored["dirty"] or logged["last_event_id"] > scored["refreshed_through"])
+        if row.get("last_refresh"):
+            row["staleness_s"] = round(time.time() - row["last_refresh"], 3)
+        return row
+
+    @secured.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        observe_worker()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @secured.post("/admin/reload")
+    async def reload() -> dict:
+        try:
+            st = await worker.reload()
+        except TimeoutError as exc:
+            raise HTTPException(503, str(exc)) from None
+        if st.get("model_version") is None:
+            raise HTTPException(503, f"no model could be loaded: {st.get('model_error')}")
+        return {"model_version": st["model_version"]}
+
+    secured.include_router(litellm_router(core))
+    secured.include_router(envoy_router(core))
+    app.include_router(secured)
+    return app

@@ -1,0 +1,78 @@
+"""Serving configuration: declared once, validated, passed in.
+
+Sources, later wins: defaults, the JSON config file, explicit arguments, and for API keys the
+`DISTILLGUARD_API_KEYS` environment variable (comma-separated) added to the file's keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_KEYS_ENV = "DISTILLGUARD_API_KEYS"
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state_path: Path = Path("runs/serve")  # folder: events.sqlite (server) and scores.sqlite (worker)
+    mlruns: Path = Path("mlruns")
+    store: Path = Path("runs/embeddings")
+    model_uri: str = "models:/distillguard@champion"
+
+    # -- safety -----------------------------------------------------------------------------------
+    api_keys: tuple[str, ...] = Field(default=(), repr=False)
+    allow_unauthenticated: bool = False  # only for local experiments; serve() refuses no keys otherwise
+    # no model loaded: "open" answers allow (degraded), "closed" answers block (degraded)
+    fail_mode: Literal["open", "closed"] = "open"
+    max_prompt_chars: int = Field(default=32_000, gt=0)
+    max_batch_events: int = Field(default=5_000, gt=0)
+    # NORMAL survives a kill -9 of the server (the WAL is in the OS cache); FULL also a power loss
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+    # -- per-account window (bounds memory and refresh cost) --------------------------------------
+    window_events: int = Field(default=400, gt=0)  # newest events per account fed to the features
+    window_age_hours: float = Field(default=24 * 14, gt=0)  # relative to the account's newest event
+
+    # -- background refresh ---------------------------------------------------------------------
+    refresh_batch_accounts: int = Field(default=256, gt=0)  # a batch has ~0.35 s fixed cost
+    context_accounts: int = Field(default=64, ge=0)  # other recently active accounts added as context
+    context_window_events: int = Field(default=64, gt=0)
+    refresh_idle_s: float = Field(default=0.2, gt=0)
+    backlog_bound_accounts: int = Field(default=5_000, gt=0)
+    rescore_on_swap_hours: float = Field(default=24.0, ge=0)  # accounts seen this recently rescored on a new champion
+    champion_poll_s: float = Field(default=30.0, ge=0)  # 0: only POST /admin/reload
+
+    # -- gateway adapters ------------------------------------------------------------------------
+    litellm_identity_fields: tuple[str, ...] = ("user_api_key_end_user_id", "user_api_key_user_id",
+                                                 "user_api_key_hash")
+    litellm_block_on_review: bool = False
+    envoy_account_header: str = "x-account-id"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v):
+        if isinstance(v, str):
+            v = v.split(",")
+        return tuple(k.strip() for k in v if k and k.strip())
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys) or not self.allow_unauthenticated
+
+
+def load_settings(config_path: Path | None = None, **overrides) -> ServeSettings:
+    """Settings from the optional JSON file, then `overrides` (None values ignored), plus env keys."""
+    fields: dict = {}
+    if config_path is not None:
+        fields.update(json.loads(Path(config_path).read_text()))
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    env_keys = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    if env_keys:
+        file_keys = ServeSettings._split_keys(fields.get("api_keys", ()))
+        fields["api_keys"] = tuple(dict.fromkeys([*file_keys, *env_keys]))
+    return ServeSettings(**fields)

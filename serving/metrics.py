@@ -1,0 +1,59 @@
+"""Prometheus metrics of one serving app (its own registry, so several apps can live in a process)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.over_bound = False  # read on the request path, set by the refresh worker
+        self.request_latency = Histogram("distillguard_request_seconds", "Request latency by endpoint",
+                                         ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.decisions = Counter("distillguard_decisions_total", "Answers by decision", ["decision"], registry=r)
+        self.events = Counter("distillguard_events_ingested_total", "Events durably recorded", registry=r)
+        self.backlog_accounts = Gauge("distillguard_backlog_accounts", "Dirty accounts awaiting a refresh", registry=r)
+        self.backlog_events = Gauge("distillguard_backlog_events", "Recorded events not yet in a score", registry=r)
+        self.backlog_over_bound = Gauge("distillguard_backlog_over_bound",
+                                        "1 while the backlog exceeds its bound (answers come from older scores)",
+                                        registry=r)
+        self.refresh_lag = Gauge("distillguard_refresh_lag_seconds", "Age of the oldest unrefreshed change",
+                                 registry=r)
+        self.refresh_batch_seconds = Gauge("distillguard_refresh_last_batch_seconds", "Time of the last refresh batch",
+                                           registry=r)
+        self.refreshed_accounts = Counter("distillguard_refreshed_accounts_total", "Account refreshes", registry=r)
+        self.refresh_errors = Gauge("distillguard_refresh_errors", "Failed refresh batches since the worker started",
+                                    registry=r)
+        self.model_version = Gauge("distillguard_model_version", "Serving model version (0: none loaded)",
+                                   registry=r)
+        self.model_loaded = Gauge("distillguard_model_loaded", "1 once a model is loaded", registry=r)
+        self.worker_restarts = Gauge("distillguard_worker_restarts", "Times the refresh worker was restarted",
+                                     registry=r)
+        self._refreshed_seen = 0
+
+    def update_from_worker(self, status: dict | None, backlog_bound: int, restarts: int) -> None:
+        """Mirror the refresh worker's reported status into this process's metrics."""
+        self.worker_restarts.set(restarts)
+        if not status:
+            self.model_loaded.set(0)
+            return
+        v = status.get("model_version")
+        self.model_loaded.set(1 if v else 0)
+        self.model_version.set(float(v) if v and str(v).isdigit() else 0)
+        self.backlog_accounts.set(status["backlog_accounts"])
+        self.backlog_events.set(status["backlog_events"])
+        oldest = status.get("oldest_dirty_since")
+        self.refresh_lag.set(max(0.0, time.time() - oldest) if oldest else 0.0)
+        self.over_bound = status["backlog_accounts"] > backlog_bound
+        self.backlog_over_bound.set(int(self.over_bound))
+        self.refresh_batch_seconds.set(status["last_batch_seconds"])
+        self.refresh_errors.set(status["errors"])
+        new = status["refreshed_accounts"] - self._refreshed_seen
+        if new > 0:
+            self.refreshed_accounts.inc(new)
+        self._refreshed_seen = status["refreshed_accounts"]

@@ -1,0 +1,55 @@
+"""Request and response bodies. Bad input is a 422 naming the field (FastAPI's `loc`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+AccountId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Meta = Annotated[StrictStr | None, Field(default=None, max_length=512)]
+
+
+class EventIn(BaseModel):
+    """One prompt event; the fields of the traffic contract (`ts` defaults to the arrival time)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    account_id: AccountId
+    prompt: StrictStr
+    ts: datetime | None = None
+    conversation_id: Meta = None
+    model: Meta = None
+    ip: Meta = None
+    asn: int | None = None
+    payment_fingerprint: Meta = None
+    user_agent: Meta = None
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is None:
+            return None
+        return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
+
+
+class EventBatchIn(BaseModel):
+    events: list[EventIn] = Field(min_length=1)
+
+
+class Verdict(BaseModel):
+    account_id: str
+    decision: Literal["allow", "review", "block"]
+    score: float | None
+    model_version: str | None  # the model that produced `score` (the serving one while pending)
+    reasons: list[str]
+    scored_at: datetime | None  # when the score was computed (its staleness is now - scored_at)
+    pending: bool = False  # no score yet: the first refresh of this account has not run
+    degraded: bool = False  # no model loaded: the answer comes from the fail-open/closed policy
+    backlog_over_bound: bool = False
+
+
+class BatchAck(BaseModel):
+    accepted: int
+    accounts: int

@@ -1,0 +1,251 @@
+"""The durable serving state, in two SQLite files (WAL) under the state folder, each with ONE
+writing process so that a request never waits for another process's write lock:
+
+- `events.sqlite`, written only by the server: the append-only event log (committed before a
+  request is acknowledged), per-account counters, and control rows (reload requests).
+- `scores.sqlite`, written only by the refresh worker: per-account score, decision, reasons,
+  features, the dirty queue, and the worker's cursor into the event log (its durable offset).
+
+A restart, or a kill -9 of either process, resumes from the log and the cursor: no acknowledged
+event is lost, and every event past the cursor is queued again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+EVENT_FIELDS = ("account_id", "ts_us", "prompt", "conversation_id", "model", "ip", "asn",
+                "payment_fingerprint", "user_agent")
+
+_EVENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, ts_us INTEGER NOT NULL, prompt TEXT NOT NULL,
+    conversation_id TEXT, model TEXT, ip TEXT, asn INTEGER, payment_fingerprint TEXT, user_agent TEXT,
+    received_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_account ON events(account_id, id);
+CREATE TABLE IF NOT EXISTS control(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_SCORES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores(
+    account_id TEXT PRIMARY KEY, score REAL, decision TEXT, reasons TEXT, features TEXT, model_version TEXT,
+    last_refresh REAL, window_size INTEGER, refreshed_through INTEGER NOT NULL DEFAULT 0,
+    dirty INTEGER NOT NULL DEFAULT 0, dirty_since REAL, pending_events INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS scores_dirty ON scores(dirty_since) WHERE dirty = 1;
+CREATE INDEX IF NOT EXISTS scores_refreshed ON scores(last_refresh);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    score: float | None
+    decision: str | None
+    reasons: list[str]
+    model_version: str | None
+    last_refresh: float | None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    accounts: int
+    events: int
+    oldest_dirty_since: float | None
+
+
+class _Db:
+    """One SQLite file; a connection per thread (autocommit; explicit BEGIN where it matters)."""
+
+    def __init__(self, path: Path, schema: str, *, synchronous: str, autocheckpoint: bool) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous, self._autocheckpoint = synchronous, autocheckpoint
+        self._local = threading.local()
+        self.conn().executescript(schema)
+
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute(f"PRAGMA synchronous={self._synchronous}")
+            c.execute("PRAGMA journal_size_limit=67108864")  # a WAL that grew under a burst shrinks again
+            if not self._autocheckpoint:
+                c.execute("PRAGMA wal_autocheckpoint=0")
+            self._local.conn = c
+        return c
+
+    def get(self, table: str, key: str) -> str | None:
+        row = self.conn().execute(f"SELECT value FROM {table} WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, table: str, key: str, value: str) -> None:
+        self.conn().execute(f"INSERT INTO {table}(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                            "value = excluded.value", (key, value))
+
+    def checkpoint(self) -> None:
+        self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+class EventLog(_Db):
+    """The event log. The server appends; the worker reads windows and new events."""
+
+    def __init__(self, folder: Path, *, synchronous: str = "NORMAL", autocheckpoint: bool = True) -> None:
+        super().__init__(Path(folder) / "events.sqlite", _EVENTS_SCHEMA, synchronous=synchronous,
+                         autocheckpoint=autocheckpoint)
+
+    _INSERT = ("INSERT INTO events(account_id, ts_us, prompt, conversation_id, model, ip, asn, payment_fingerprint, "
+               "user_agent, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+
+    def append(self, rows: Sequence[tuple]) -> int:
+        """Commit events (tuples in `EVENT_FIELDS` order); returns only after the commit. The log is
+        all a request writes (two pages: the row and its index entry), to keep the WAL small."""
+        now = time.time()
+        c = self.conn()
+        if len(rows) == 1:
+            c.execute(self._INSERT, (*rows[0], now))  # autocommit: one implicit transaction
+            return 1
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(self._INSERT, [(*r, now) for r in rows])
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def account(self, account_id: str) -> dict | None:
+        n, last_id, last_seen = self.conn().execute(
+            "SELECT COUNT(*), MAX(id), MAX(received_at) FROM events WHERE account_id = ?", (account_id,)).fetchone()
+        if not n:
+            return None
+        return {"n_events": n, "last_event_id": last_id, "last_seen": last_seen}
+
+    def new_events(self, after_id: int, limit: int) -> list[tuple[int, str, float]]:
+        return self.conn().execute("SELECT id, account_id, received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                                   (after_id, limit)).fetchall()
+
+    def max_id(self) -> int:
+        return self.conn().execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+    def windows(self, account_ids: Sequence[str], max_events: int,
+                max_age_us: int) -> tuple[pd.DataFrame, dict[str, int]]:
+        """The newest `max_events` events of each account, no older than `max_age_us` before its
+        newest one, as a contract-shaped events frame; and per account the newest event id read."""
+        c = self.conn()
+        rows: list[tuple] = []
+        c.execute("BEGIN")  # one snapshot for all accounts
+        try:
+            for acc in account_ids:
+                rows.extend(c.execute(
+                    "SELECT id, account_id, ts_us, prompt, conversation_id, model, ip, asn, payment_fingerprint, "
+                    "user_agent FROM events WHERE account_id = ? ORDER BY id DESC LIMIT ?", (acc, max_events)))
+        finally:
+            c.execute("COMMIT")
+        frame = pd.DataFrame(rows, columns=["id", *EVENT_FIELDS])
+        if frame.empty:
+            return frame, {}
+        through = frame.groupby("account_id")["id"].max().to_dict()
+        newest = frame.groupby("account_id")["ts_us"].transform("max")
+        frame = frame[frame["ts_us"] >= newest - max_age_us].copy()
+        frame["ts"] = pd.to_datetime(frame["ts_us"].to_numpy(dtype=np.int64), unit="us", utc=True)
+        frame["asn"] = frame["asn"].astype("Int64")
+        frame = frame.drop(columns=["ts_us", "id"]).sort_values(["account_id", "ts"], kind="stable")
+        return frame.reset_index(drop=True), through
+
+
+class ScoreBoard(_Db):
+    """Scores and the refresh queue. The worker writes; the server reads."""
+
+    def __init__(self, folder: Path, *, synchronous: str = "NORMAL", autocheckpoint: bool = True) -> None:
+        super().__init__(Path(folder) / "scores.sqlite", _SCORES_SCHEMA, synchronous=synchronous,
+                         autocheckpoint=autocheckpoint)
+
+    def score(self, account_id: str) -> StoredScore | None:
+        row = self.conn().execute("SELECT score, decision, reasons, model_version, last_refresh FROM scores "
+                                  "WHERE account_id = ?", (account_id,)).fetchone()
+        if row is None:
+            return None
+        return StoredScore(row[0], row[1], json.loads(row[2]) if row[2] else [], row[3], row[4])
+
+    def account(self, account_id: str) -> dict | None:
+        row = self.conn().execute(
+            "SELECT score, decision, reasons, features, model_version, last_refresh, window_size, dirty, "
+            "pending_events, refreshed_through FROM scores WHERE account_id = ?", (account_id,)).fetchone()
+        if row is None:
+            return None
+        return {"score": row[0], "decision": row[1], "reasons": json.loads(row[2]) if row[2] else [],
+                "features": json.loads(row[3]) if row[3] else None, "model_version": row[4], "last_refresh": row[5],
+                "window_size": row[6], "dirty": bool(row[7]), "pending_events": row[8],
+                "refreshed_through": row[9]}
+
+    # -- the worker's side ----------------------------------------------------------------------
+
+    def cursor(self) -> int:
+        return int(self.get("meta", "cursor") or 0)
+
+    def enqueue(self, new_events: Sequence[tuple[int, str, float]]) -> None:
+        """Mark the accounts of events read from the log dirty and move the cursor past them, in one
+        transaction (so a crash re-reads them rather than losing them)."""
+        if not new_events:
+            return
+        per: dict[str, list] = {}
+        for eid, acc, received in new_events:
+            p = per.setdefault(acc, [0, received])
+            p[0] += 1
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany("INSERT INTO scores(account_id, dirty, dirty_since, pending_events) VALUES (?, 1, ?, ?) "
+                          "ON CONFLICT(account_id) DO UPDATE SET dirty = 1, "
+                          "dirty_since = COALESCE(dirty_since, excluded.dirty_since), "
+                          "pending_events = pending_events + excluded.pending_events",
+                          [(acc, p[1], p[0]) for acc, p in per.items()])
+            c.execute("INSERT INTO meta(key, value) VALUES ('cursor', ?) ON CONFLICT(key) DO UPDATE SET "
+                      "value = excluded.value", (str(new_events[-1][0]),))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def dirty_accounts(self, limit: int) -> list[str]:
+        return [r[0] for r in self.conn().execute(
+            "SELECT account_id FROM scores WHERE dirty = 1 ORDER BY dirty_since LIMIT ?", (limit,))]
+
+    def store(self, results: Sequence[dict]) -> None:
+        """Write refresh results ({account_id, score, decision, reasons, features, model_version,
+        window_size, through}) and take the accounts off the queue (new events re-queue them)."""
+        now = time.time()
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(
+                "UPDATE scores SET score = ?, decision = ?, reasons = ?, features = ?, model_version = ?, "
+                "last_refresh = ?, window_size = ?, refreshed_through = ?, dirty = 0, dirty_since = NULL, "
+                "pending_events = 0 WHERE account_id = ?",
+                [(r["score"], r["decision"], json.dumps(r["reasons"]), json.dumps(r["features"]), r["model_version"],
+                  now, r["window_size"], r["through"], r["account_id"]) for r in results])
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def mark_refreshed_since_dirty(self, since: float) -> int:
+        """Queue every account refreshed since `since` (epoch seconds) for a rescore (new champion)."""
+        return self.conn().execute("UPDATE scores SET dirty = 1, dirty_since = ? WHERE last_refresh >= ? AND dirty = 0",
+                                   (time.time(), since)).rowcount
+
+    def backlog(self) -> Backlog:
+        n, events, oldest = self.conn().execute(
+            "SELECT COUNT(*), COALESCE(SUM(pending_events), 0), MIN(dirty_since) FROM scores WHERE dirty = 1"
+        ).fetchone()
+        return Backlog(int(n), int(events), oldest)

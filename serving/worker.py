@@ -1,0 +1,96 @@
+"""The refresh worker process: holds the model (loading, alias polling, reloads on request) and
+refreshes dirty accounts. A separate process so that feature building never holds the server's
+GIL; it talks to the server only through the state store (scores, and a `meta` table for its
+status and reload requests). It exits when the server process dies, even by kill -9.
+
+    python -m distillguard.serving.worker   (settings in $DISTILLGUARD_WORKER_SETTINGS; started by the server)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+
+from distillguard.serving.config import ServeSettings
+from distillguard.serving.models import LoadedModel, ModelHolder
+from distillguard.serving.refresh import RefreshWorker
+from distillguard.serving.state_store import EventLog, ScoreBoard
+
+SETTINGS_ENV = "DISTILLGUARD_WORKER_SETTINGS"
+STATUS_KEY = "worker_status"
+RELOAD_KEY = "reload_requested"
+CHECKPOINT_EVERY_S = 0.25  # often, so each is small and completes, and the WAL restarts from its start
+
+log = logging.getLogger("distillguard.serving")
+
+
+def _die_with_parent() -> None:
+    try:  # Linux: SIGTERM when the parent dies; the getppid() check below covers the rest
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _checkpoint_loop(events: EventLog, board: ScoreBoard) -> None:
+    # the server's connections leave checkpoints (an fsync) to this process, off the request path
+    while True:
+        for db in (events, board):
+            try:
+                db.checkpoint()
+            except Exception:
+                log.exception("WAL checkpoint failed")
+        time.sleep(CHECKPOINT_EVERY_S)
+
+
+def run(settings: ServeSettings, parent_pid: int) -> None:
+    # the worker yields the CPU to the server: answers matter more than fresh scores
+    os.nice(10)
+    events = EventLog(settings.state_path, synchronous=settings.sqlite_synchronous)
+    board = ScoreBoard(settings.state_path, synchronous=settings.sqlite_synchronous)
+
+    def on_swap(old: LoadedModel | None, new: LoadedModel) -> None:
+        if old is not None and settings.rescore_on_swap_hours > 0:
+            n = board.mark_refreshed_since_dirty(time.time() - settings.rescore_on_swap_hours * 3600)
+            log.info("new champion v%s: %d recently seen accounts queued for a rescore", new.version, n)
+
+    models = ModelHolder(settings.mlruns, settings.store, settings.model_uri, on_swap=on_swap)
+    models.start(settings.champion_poll_s)
+    worker = RefreshWorker(events, board, models, settings)
+    reload_done = int(events.get("control", RELOAD_KEY) or 0)
+    threading.Thread(target=_checkpoint_loop, args=(events, board), name="wal-checkpoint", daemon=True).start()
+    threading.Thread(target=_checkpoint_loop, args=(events, board), name="wal-checkpoint", daemon=True).start()
+    while os.getppid() == parent_pid:
+        requested = int(events.get("control", RELOAD_KEY) or 0)
+        if requested > reload_done:
+            models.refresh()
+            reload_done = requested
+        n = worker.step()
+        m = models.current
+        board.put("meta", STATUS_KEY, json.dumps({
+            "pid": os.getpid(), "at": time.time(), "model_version": m.version if m else None,
+            "model_loaded_at": m.loaded_at if m else None, "model_error": models.last_error,
+            "reload_done": reload_done, **asdict(worker.stats)}))
+        if n == 0:
+            time.sleep(settings.refresh_idle_s)
+    models.stop()
+
+
+def main() -> None:
+    _die_with_parent()
+    parent_pid = int(sys.argv[1])
+    settings = ServeSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    logging.basicConfig(level=os.environ.get("DISTILLGUARD_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s worker %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run(settings, parent_pid)
+
+
+if __name__ == "__main__":
+    main()
