@@ -8,9 +8,11 @@ account is bounded and results are deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -71,18 +73,56 @@ def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * (kl_pm + kl_qm) / np.log(2))
 
 
+@lru_cache(maxsize=256)
+def _strictly_lower(n: int) -> np.ndarray:
+    """(n, n) bool mask of the entries below the diagonal (read-only, cached per n)."""
+    mask = np.tri(n, n, -1, dtype=bool)
+    mask.flags.writeable = False
+    return mask
+
+
+# scipy's `shapiro` without its nan-policy wrapper, which costs ~8x the test itself on 200 values.
+# The wrapped function is the same code path, so W is bit-identical; NaN input goes through the
+# public function so that NaN handling stays scipy's.
+_shapiro_core = getattr(shapiro, "__wrapped__", shapiro)
+
+
 def prada_normality(vectors: np.ndarray) -> float:
     """Shapiro-Wilk W of each prompt's minimum distance to the account's earlier prompts (PRADA).
 
     Organic streams give roughly normal minimum distances; systematic exploration does not.
     """
-    if len(vectors) < 8:
+    n = len(vectors)
+    if n < 8:
         return float("nan")
     sims = vectors @ vectors.T
-    dmin = 1.0 - np.array([sims[i, :i].max() for i in range(1, len(vectors))])
+    # row i's max over sims[i, :i], for every i >= 1 at once (the same float values, so the same max)
+    dmin = 1.0 - np.where(_strictly_lower(n), sims, -np.inf).max(axis=1)[1:]
     if np.ptp(dmin) < 1e-9:
         return 0.0
-    return float(shapiro(dmin).statistic)
+    if not np.isfinite(dmin).all():
+        return float(shapiro(dmin).statistic)
+    return float(_shapiro_core(dmin).statistic)
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """BLAS limited to one thread: the per-account loop multiplies many small matrices (<= 400 x d),
+    where OpenBLAS's threads cost more than they give (on a busy 2-core box a 400 x 256 Gram
+    matrix took 13 ms with 2 threads, 1.6 ms with 1). Results do not depend on the thread count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _group_sizes(group: np.ndarray, value: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """For int arrays `group` (< n_groups) and `value` (>= 0): per group, the number of distinct values and
+    the sizes of all (group, value) pairs with the group of each pair."""
+    width = int(value.max()) + 1 if len(value) else 1
+    pairs, sizes = C.unique_counts(group.astype(np.int64) * width + value)
+    pair_group = pairs // width
+    return np.bincount(pair_group, minlength=n_groups), (pair_group, sizes)
 
 
 def _model_timeline(events: pd.DataFrame, t: np.ndarray, cfg: FeatureConfig) -> tuple[dict[str, float], str | None]:
@@ -130,74 +170,97 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
     texts = events["prompt"].to_numpy(dtype=object)
 
     out = {name: np.full(n_acc, np.nan) for name in FEATURE_NAMES}
-    keys = [TP.skeleton_keys(p) for p in texts]
+    # skeleton keys are a function of the text: hash each distinct text once
+    text_codes, distinct_texts = pd.factorize(texts, use_na_sentinel=False)
+    distinct_keys = [TP.skeleton_keys(p) for p in distinct_texts]
+    keys = [distinct_keys[i] for i in text_codes.tolist()]
     above = prompts.intent_scores > intent_thresholds[None, :]
     exclude_codes = np.array([baseline_accounts.get(a, -1) for a in account_ids], dtype=np.int64)
+    n_rows = np.diff(bounds)  # prompts per account
+
+    # per-row inputs in account order, so that account a's rows are the slice bounds[a]:bounds[a+1]
+    # (the same rows in the same order as `order[bounds[a]:bounds[a+1]]`, hence the same values)
+    lengths_sorted = np.fromiter((len(texts[i]) for i in order.tolist()), dtype=float, count=len(order))
+    scores_sorted = np.ascontiguousarray(prompts.intent_scores[order].T)  # (intents, rows), contiguous rows
+    above_sorted = np.ascontiguousarray(above[order].T)
+    t_sorted = t[order]
+    models_sorted = models[order] if models is not None else None
+
+    # counts that need no per-account loop (exact integer arithmetic, as before)
+    out["volume"][:] = n_rows
+    n_texts, _ = _group_sizes(codes, prompts.text_ids, n_acc)
+    out["distinct_ratio"][:] = n_texts / n_rows
+    out["any_intent_rate"][:] = np.bincount(codes, weights=above.any(axis=1), minlength=n_acc) / n_rows
+    if conv is not None:
+        conv_codes, _ = pd.factorize(events["conversation_id"])  # -1 where missing, like dropna()
+        sent = conv_codes >= 0
+        with_conv = np.bincount(codes[sent], minlength=n_acc)
+        n_conv, (conv_acc, conv_size) = _group_sizes(codes[sent], conv_codes[sent], n_acc)
+        multi = np.bincount(conv_acc, weights=np.where(conv_size > 1, conv_size, 0), minlength=n_acc)
+        has = with_conv > 0
+        out["multi_turn_share"][has] = multi[has] / with_conv[has]
+        out["turns_per_conversation"][has] = with_conv[has] / n_conv[has]
+        out["conversation_id_missing_share"][:] = 1 - with_conv / n_rows
 
     knn_rows: list[np.ndarray] = []
-    knn_acc: list[np.ndarray] = []
     mmd_rows: list[np.ndarray] = []
-    mmd_acc: list[np.ndarray] = []
-    for a in range(n_acc):
-        rows = order[bounds[a]: bounds[a + 1]]
-        n = len(rows)
-        rng = np.random.default_rng(_seed(account_ids[a]))
-        ta = t[rows]
-        vec_rows = rows[_sample(rng, n, cfg.mmd_sample)]
-        v = prompts.vectors(vec_rows)
+    intent_rate = np.empty((n_acc, len(INTENTS)))
+    intent_mean = np.empty((n_acc, len(INTENTS)))
+    with _one_blas_thread():
+        for a in range(n_acc):
+            lo, hi = int(bounds[a]), int(bounds[a + 1])
+            rows = order[lo:hi]
+            n = hi - lo
+            rng = np.random.default_rng(_seed(account_ids[a]))
+            ta = t_sorted[lo:hi]
+            vec_rows = rows[_sample(rng, n, cfg.mmd_sample)]
+            v = prompts.vectors(vec_rows)
 
-        # distribution vs organic: sampled rows now, computed for all accounts at once below
-        mmd_rows.append(vec_rows)
-        mmd_acc.append(np.full(len(vec_rows), a))
-        out["prada_normality"][a] = prada_normality(prompts.vectors(rows[: cfg.prada_sample]))
-        knn_rows.append(rows[rng.permutation(n)[: cfg.knn_sample]])
-        knn_acc.append(np.full(len(knn_rows[-1]), a))
+            # distribution vs organic: sampled rows now, computed for all accounts at once below
+            mmd_rows.append(vec_rows)
+            out["prada_normality"][a] = prada_normality(prompts.vectors(rows[: cfg.prada_sample]))
+            knn_rows.append(rows[rng.permutation(n)[: cfg.knn_sample]])
 
-        # templating and repetition
-        dv = prompts.vectors(rows[_sample(rng, n, cfg.dup_sample)])
-        out["near_duplicate_rate"][a] = TP.near_duplicate_rate(dv, cfg.near_dup_threshold)
-        out["mean_pairwise_cosine"][a] = TP.mean_pairwise_cosine(v)
-        out["skeleton_rate"][a] = TP.skeleton_rate([keys[i] for i in rows])
-        out["distinct_ratio"][a] = len(np.unique(prompts.text_ids[rows])) / n
-        lengths = np.fromiter((len(texts[i]) for i in rows), dtype=float, count=n)
-        out["prompt_chars_median"][a] = float(np.median(lengths))
-        out["prompt_chars_cv"][a] = float(lengths.std() / lengths.mean()) if lengths.mean() > 0 else np.nan
+            # templating and repetition
+            dv = prompts.vectors(rows[_sample(rng, n, cfg.dup_sample)])
+            out["near_duplicate_rate"][a] = TP.near_duplicate_rate(dv, cfg.near_dup_threshold)
+            out["mean_pairwise_cosine"][a] = TP.mean_pairwise_cosine(v)
+            out["skeleton_rate"][a] = TP.skeleton_rate([keys[i] for i in rows.tolist()])
+            lengths = lengths_sorted[lo:hi]
+            out["prompt_chars_median"][a] = float(np.median(lengths))
+            out["prompt_chars_cv"][a] = float(lengths.std() / lengths.mean()) if lengths.mean() > 0 else np.nan
 
-        # extraction intent
-        for i, intent in enumerate(INTENTS):
-            out[f"{intent}_rate"][a] = float(above[rows, i].mean())
-            out[f"{intent}_score_mean"][a] = float(prompts.intent_scores[rows, i].mean())
-        out["any_intent_rate"][a] = float(above[rows].any(axis=1).mean())
+            # extraction intent: per intent, the mean over the account's rows of one contiguous row
+            intent_rate[a] = above_sorted[:, lo:hi].sum(axis=1) / n
+            intent_mean[a] = scores_sorted[:, lo:hi].mean(axis=1)
 
-        # conversation
-        if conv is not None:
-            c = pd.Series(conv[rows]).dropna()
-            if len(c):
-                sizes = c.value_counts()
-                out["multi_turn_share"][a] = float(sizes[sizes > 1].sum() / len(c))
-                out["turns_per_conversation"][a] = float(sizes.mean())
-            out["conversation_id_missing_share"][a] = float(1 - len(c) / n)
-
-        # temporal
-        out["volume"][a] = n
-        cv, burst = TM.interarrival_stats(ta)
-        out["interarrival_cv"][a], out["burstiness"][a] = cv, burst
-        prof = TM.hour_profile(ta)
-        out["hour_entropy"][a] = TM.hour_entropy(prof)
-        out["quiet_8h_share"][a] = TM.quietest_window_share(prof)
-        active, span, per_day = TM.activity_span(ta)
-        out["active_days"][a], out["span_days"][a], out["prompts_per_active_day"][a] = active, span, per_day
-        delay, share = TM.new_model_adoption(ta, models[rows] if models is not None else None, model_first_seen,
-                                             newest_model)
-        out["new_model_delay_hours"][a], out["new_model_share"][a] = delay, share
+            # temporal
+            cv, burst = TM.interarrival_stats(ta)
+            out["interarrival_cv"][a], out["burstiness"][a] = cv, burst
+            prof = TM.hour_profile(ta)
+            out["hour_entropy"][a] = TM.hour_entropy(prof)
+            out["quiet_8h_share"][a] = TM.quietest_window_share(prof)
+            active, span, per_day = TM.activity_span(ta)
+            out["active_days"][a], out["span_days"][a], out["prompts_per_active_day"][a] = active, span, per_day
+            delay, share = TM.new_model_adoption(ta, models_sorted[lo:hi] if models_sorted is not None else None,
+                                                 model_first_seen, newest_model)
+            out["new_model_delay_hours"][a], out["new_model_share"][a] = delay, share
+    for i, intent in enumerate(INTENTS):
+        out[f"{intent}_rate"][:] = intent_rate[:, i]
+        out[f"{intent}_score_mean"][:] = intent_mean[:, i]
 
     # distribution of each account's sampled prompts vs organic, batched over all accounts
-    mr, ma = np.concatenate(mmd_rows), np.concatenate(mmd_acc)
+    mr = np.concatenate(mmd_rows)
+    ma = np.repeat(np.arange(n_acc), [len(r) for r in mmd_rows])  # sorted: account by account
     per_account = np.bincount(ma, minlength=n_acc).astype(float)
     rff_sum = np.zeros((n_acc, len(baseline.organic_rff_mean_)))
     step = 32_768
     for lo in range(0, len(mr), step):
-        np.add.at(rff_sum, ma[lo:lo + step], baseline.rff_features(prompts.vectors(mr[lo:lo + step])))
+        # per-account sums of this chunk's rows (ma is sorted, so each account is one run)
+        acc = ma[lo:lo + step]
+        starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
+        feats = baseline.rff_features(prompts.vectors(mr[lo:lo + step])).astype(np.float64)
+        rff_sum[acc[starts]] += np.add.reduceat(feats, starts, axis=0)
     out["mmd_organic"][:] = np.linalg.norm(rff_sum / per_account[:, None] - baseline.organic_rff_mean_, axis=1)
     k_clusters = len(baseline.cluster_distribution_)
     clusters = np.concatenate([baseline.assign_clusters(prompts.vectors(mr[lo:lo + step]))
@@ -212,7 +275,8 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
     out["cluster_entropy"][:] = -plogp.sum(axis=1) / np.log(k_clusters)
 
     # kNN distances to organic prompts, batched over all accounts (own prompts excluded)
-    kr, ka = np.concatenate(knn_rows), np.concatenate(knn_acc)
+    kr = np.concatenate(knn_rows)
+    ka = np.repeat(np.arange(n_acc), [len(r) for r in knn_rows])
     dist, _ = baseline.knn(prompts.vectors(kr), k=cfg.knn_k, exclude_owner=exclude_codes[ka])
     per_prompt = dist.mean(axis=1)
     nearest = dist[:, 0]
@@ -234,12 +298,12 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
     long_enough = np.fromiter((len(texts[i].split()) >= TP.MIN_TOKENS_FOR_SKELETON for i in xr), dtype=bool,
                               count=len(xr))
     linkable = long_enough & (nearest[pick] > 1.0 - cfg.xacct_threshold)
-    others, hit_prompts, nn_links = C.near_neighbour_links(xindex, prompts.vectors(xr), xa, linkable,
-                                                           k=cfg.xacct_k, threshold=cfg.xacct_threshold)
+    # counts, not the (account, other account) sets, which grow with the square of the accounts
+    others, hit_prompts, nn_links = C.near_neighbour_counts(xindex, prompts.vectors(xr), xa, linkable, n_acc,
+                                                            k=cfg.xacct_k, threshold=cfg.xacct_threshold)
     sampled = np.bincount(xa, minlength=n_acc)
-    for a in range(n_acc):
-        out["xacct_neighbour_accounts"][a] = len(others.get(a, ()))
-        out["xacct_neighbour_share"][a] = hit_prompts.get(a, 0) / max(sampled[a], 1)
+    out["xacct_neighbour_accounts"][:] = others
+    out["xacct_neighbour_share"][:] = hit_prompts / np.maximum(sampled, 1)
     _, comp_size, neighbours = C.account_graph(C.skeleton_links(codes, keys, n_acc, common=common_skeletons),
                                                nn_links, n_acc)
     out["component_size"][:] = comp_size

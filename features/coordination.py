@@ -54,11 +54,13 @@ class CrossAccountIndex:
               n_accounts: int) -> CrossAccountIndex:
         """`text_ids[i]` is the distinct-text row of prompt i (rows of `unique_vectors`),
         `account_codes[i]` its account."""
-        pairs = np.unique(np.stack([text_ids, account_codes], axis=1), axis=0)
-        counts = np.bincount(pairs[:, 0], minlength=len(unique_vectors))
+        # distinct (text, account) pairs in (text, account) order, as one int64 key each
+        width = max(n_accounts, int(account_codes.max()) + 1 if len(account_codes) else 1)
+        pairs = unique_sorted(np.asarray(text_ids, dtype=np.int64) * width + account_codes)
+        counts = np.bincount(pairs // width, minlength=len(unique_vectors))
         ptr = np.concatenate([[0], np.cumsum(counts)])
         return cls(build_text_index(np.ascontiguousarray(unique_vectors, dtype=np.float32)), ptr,
-                   pairs[:, 1].copy(), n_accounts)
+                   pairs % width, n_accounts)
 
     def owners(self, text_id: int) -> np.ndarray:
         return self.owner_codes[self.owner_ptr[text_id]: self.owner_ptr[text_id + 1]]
@@ -92,30 +94,127 @@ def near_neighbour_links(xindex: CrossAccountIndex, query_vectors: np.ndarray, q
     (account, other)). Only prompts marked `linkable` (the caller's judgement that they are not
     common language: long enough, and farther from every organic prompt than from the neighbour)
     link accounts, and only through texts not used by very many accounts.
+
+    The account -> other accounts sets grow with the square of the number of accounts (a text that
+    thousands of accounts send links each of them to all the others): where only their sizes are
+    needed, `near_neighbour_counts` gives the same figures in bounded memory.
     """
-    sims, nbrs = xindex.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
-    counts = xindex.owner_count()
-    cap = common_cap(xindex.n_accounts)
+    hits = _NeighbourHits.find(xindex, query_vectors, query_accounts, linkable, k=k, threshold=threshold)
     others: dict[int, set[int]] = defaultdict(set)
     hit_prompts: dict[int, int] = defaultdict(int)
-    links: list[tuple[int, int]] = []
-    for q in range(len(query_accounts)):
-        a = int(query_accounts[q])
-        hit = False
-        for s, j in zip(sims[q], nbrs[q]):
-            if j < 0 or s < threshold:
-                continue
-            owners = xindex.owners(int(j))
-            rest = owners[owners != a]
-            if len(rest) == 0:
-                continue
-            hit = True
-            others[a].update(rest.tolist())
-            if linkable[q] and counts[j] <= cap:
-                links.extend((a, int(b)) for b in rest)
-        if hit:
-            hit_prompts[a] += 1
-    return others, hit_prompts, links
+    hit_prompts.update(hits.hit_prompts())
+    # the owners of each account's distinct hit texts, each (account, owner) once
+    n_texts, n_acc = len(xindex.owner_ptr) - 1, hits.n_accounts
+    pair = unique_sorted(hits.acc * n_texts + hits.text)
+    pair_acc, owner = _expand_owners(xindex, pair % n_texts, pair // n_texts)
+    keep = owner != pair_acc
+    linked = unique_sorted(pair_acc[keep] * n_acc + owner[keep])
+    link_acc, link_other = linked // n_acc, (linked % n_acc).tolist()
+    starts = np.flatnonzero(np.r_[True, link_acc[1:] != link_acc[:-1]]).tolist() if len(linked) else []
+    for lo, hi in zip(starts, starts[1:] + [len(linked)]):
+        others[int(link_acc[lo])] = set(link_other[lo:hi])
+    return others, hit_prompts, hits.links()
+
+
+def near_neighbour_counts(xindex: CrossAccountIndex, query_vectors: np.ndarray, query_accounts: np.ndarray,
+                          linkable: np.ndarray, n_accounts: int, *, k: int = 16, threshold: float = 0.9
+                          ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """`near_neighbour_links` with per-account counts in place of its dicts: (number of other accounts
+    owning a near neighbour, number of prompts with such a neighbour) as (n_accounts,) int arrays
+    indexed by account code, and the same graph links. Memory grows with the hits, not with the
+    (account, other account) pairs: the other accounts are counted one account at a time."""
+    hits = _NeighbourHits.find(xindex, query_vectors, query_accounts, linkable, k=k, threshold=threshold)
+    size = max(n_accounts, hits.n_accounts)
+    hit_prompts = np.zeros(size, dtype=np.int64)
+    for a, n in hits.hit_prompts():
+        hit_prompts[a] = n
+    others = np.zeros(size, dtype=np.int64)
+    n_texts = len(xindex.owner_ptr) - 1
+    pair = unique_sorted(hits.acc * n_texts + hits.text)  # each account's distinct hit texts, by account
+    pair_acc, pair_text = pair // n_texts, pair % n_texts
+    seen = np.zeros(hits.n_accounts, dtype=bool)
+    starts = np.flatnonzero(np.r_[True, pair_acc[1:] != pair_acc[:-1]]).tolist() if len(pair) else []
+    for lo, hi in zip(starts, starts[1:] + [len(pair)]):
+        a = int(pair_acc[lo])
+        _, owner = _expand_owners(xindex, pair_text[lo:hi], pair_acc[lo:hi])
+        seen[owner] = True
+        seen[a] = False
+        others[a] = np.count_nonzero(seen)
+        seen[owner] = False
+    return others[:n_accounts], hit_prompts[:n_accounts], hits.links()
+
+
+@dataclass
+class _NeighbourHits:
+    """The (query, neighbour text) hits of a near-neighbour search that link to another account, in
+    query order then rank order, vectorised (a Python loop over hits and owners cost seconds)."""
+
+    xindex: CrossAccountIndex
+    query_accounts: np.ndarray
+    q_idx: np.ndarray  # query of each hit
+    text: np.ndarray  # neighbour text of each hit
+    acc: np.ndarray  # querying account of each hit
+    n_owners: np.ndarray  # accounts owning the text
+    linkable: np.ndarray  # per hit: the query is linkable and the text not in common use
+    n_accounts: int  # bound on every account code seen
+
+    @classmethod
+    def find(cls, xindex: CrossAccountIndex, query_vectors: np.ndarray, query_accounts: np.ndarray,
+             linkable: np.ndarray, *, k: int, threshold: float) -> _NeighbourHits:
+        sims, nbrs = xindex.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
+        counts = xindex.owner_count()
+        query_accounts = np.asarray(query_accounts, dtype=np.int64)
+        # every (query, neighbour) at or above the threshold; `~(s < threshold)` so that a NaN
+        # similarity counts, as it did in the loop's `if s < threshold: skip`
+        q_idx, rank = np.nonzero((nbrs >= 0) & ~(sims < threshold))
+        text = nbrs[q_idx, rank].astype(np.int64)
+        acc = query_accounts[q_idx]
+        # A hit counts when its text has an owner other than the querying account. A text's owners
+        # are distinct, so that is a text with two or more owners, or whose one owner is another.
+        n_owners = counts[text]
+        counted = (n_owners > 1) | (xindex.owner_codes[xindex.owner_ptr[text]] != acc)
+        q_idx, text, acc, n_owners = q_idx[counted], text[counted], acc[counted], n_owners[counted]
+        link = np.asarray(linkable, dtype=bool)[q_idx] & (n_owners <= common_cap(xindex.n_accounts))
+        bound = max(xindex.n_accounts, int(xindex.owner_codes.max(initial=-1)) + 1,
+                    int(query_accounts.max(initial=-1)) + 1)
+        return cls(xindex, query_accounts, q_idx, text, acc, n_owners, link, bound)
+
+    def hit_prompts(self) -> list[tuple[int, int]]:
+        """(account, number of its queries with at least one hit), for accounts with any."""
+        accounts, n = unique_counts(self.query_accounts[unique_sorted(self.q_idx)])
+        return list(zip(accounts.tolist(), n.tolist()))
+
+    def links(self) -> list[tuple[int, int]]:
+        """One (account, other) per other owner of each linkable hit, in hit order, owners in index order."""
+        from_acc, to_acc = _expand_owners(self.xindex, self.text[self.linkable], self.acc[self.linkable])
+        keep = to_acc != from_acc
+        return list(zip(from_acc[keep].tolist(), to_acc[keep].tolist()))
+
+
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """`np.unique` of a 1-d array by sort-and-compare: numpy 2.4's hash-based `np.unique` took 4.3 s
+    where a sort took 0.2 s (3M distinct int64)."""
+    ordered = np.sort(values)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
+def unique_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_counts=True)` of a 1-d array, by sort-and-compare (see `unique_sorted`)."""
+    ordered = np.sort(values)
+    if not len(ordered):
+        return ordered, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return ordered[starts], np.diff(np.r_[starts, len(ordered)])
+
+
+def _expand_owners(xindex: CrossAccountIndex, texts: np.ndarray, tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One entry per owner of each of `texts`, in order (texts in turn, each text's owners in index
+    order): (the tag of the entry's text, the owner)."""
+    n = xindex.owner_count()[texts]
+    entry = np.repeat(np.arange(len(texts)), n)
+    first = np.cumsum(n) - n
+    owner = xindex.owner_codes[xindex.owner_ptr[texts][entry] + np.arange(len(entry)) - first[entry]]
+    return tags[entry], owner
 
 
 def skeleton_links(account_codes: np.ndarray, keys: Sequence[tuple[int | None, int | None]], n_accounts: int,
