@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -459,6 +458,3 @@ def write_simulation(config: SimulatorConfig, out_dir: Path, *, progress: bool =
     labels.to_pandas().to_csv(labels_path, index=False)
     return events_path, labels_path, rows
 
-
-def window_end(config: SimulatorConfig) -> pd.Timestamp:
-    return pd.Timestamp(config.start) + timedelta(days=config.days)

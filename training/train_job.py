@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from distillguard.features.account_features import FeatureConfig
-from distillguard.features.pipeline import EmbeddingContext, FeatureState, build_features, fit_feature_state
+from distillguard.features.pipeline import EmbeddingContext, build_features, fit_feature_state
 from distillguard.training import plots
-from distillguard.training.bundle import DetectorBundle, score_table
+from distillguard.training.bundle import DetectorBundle, score_events
 from distillguard.training.dataset import TrainingDataError, check_labels, stratified_split
 from distillguard.training.evaluation import (
     baseline_scores, comparison_table, leave_one_style_out, operating_point_report, time_to_detection,
@@ -244,9 +244,8 @@ def load_bundle(registry: Registry, model_uri: str) -> DetectorBundle:
 
 
 def score_with(bundle: DetectorBundle, events: pd.DataFrame, store_dir: Path) -> pd.DataFrame:
-    ctx = bundle.open_embeddings(store_dir)
-    feats = build_features(events, bundle.state, ctx, show_progress=True)
-    return score_table(feats, bundle.detector)
+    """Score `events` with `bundle`, embedding through the store at `store_dir`."""
+    return score_events(events, bundle, bundle.open_embeddings(store_dir), show_progress=True)
 
 
-__all__ = ["TrainConfig", "TrainResult", "run_training", "load_bundle", "score_with", "FeatureState"]
+__all__ = ["TrainConfig", "TrainResult", "run_training", "load_bundle", "score_with"]
