@@ -347,6 +347,172 @@ def serve(
         _fail(str(exc))
 
 
+workbench_app = typer.Typer(help="Analyst workbench snapshots (what `inspect`, `neighbours`, `campaigns` "
+                              "and the /ui pages read).", no_args_is_help=True)
+app.add_typer(workbench_app, name="workbench")
+
+DEFAULT_WORKBENCH = Path("runs/serve/workbench")
+EventsOpt = Annotated[Optional[Path], typer.Option("--events", help="events file: score it and build (or reuse) a "
+                                                   "snapshot of its accounts")]
+WorkbenchOpt = Annotated[Optional[Path], typer.Option("--workbench", help="snapshot folder [default: the one "
+                                                      "built for --events, else runs/serve/workbench]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+RedactOpt = Annotated[bool, typer.Option("--redact", help="show prompts as hash and length only")]
+
+
+def _build_workbench(out: Path, events_df, source: dict, model_uri: str, mlruns: Path, store: Path,
+                     stored=None) -> None:
+    from distillguard.training.bundle import BundleError
+    from distillguard.training.registry import RegistryError
+    from distillguard.training.train_job import load_bundle
+    from distillguard.workbench.snapshot import SnapshotError, build_snapshot
+
+    try:
+        bundle = load_bundle(_registry(mlruns), model_uri)
+        ctx = bundle.open_embeddings(store)
+        build_snapshot(events_df, bundle, ctx, out, model_version=str(bundle.info.get("version", "?")),
+                       source=source, stored=stored, log=lambda m: typer.echo(m, err=True))
+    except (RegistryError, BundleError, SnapshotError) as exc:
+        _fail(str(exc))
+
+
+@workbench_app.command("build")
+def workbench_build(
+    out: Annotated[Path, typer.Option("--out", help="snapshot folder (replaced whole)")] = DEFAULT_WORKBENCH,
+    events: Annotated[Optional[Path], typer.Option("--events", help="events file to score")] = None,
+    state: Annotated[Optional[Path], typer.Option("--state", help="a `serve` state folder: its event log, "
+                                                  "with the scores the service gave")] = None,
+    model_uri: ModelUri = "models:/distillguard@champion",
+    mlruns: MlrunsDir = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+    on_bad_rows: OnBadRows = "fail",
+) -> None:
+    """Build a workbench snapshot from an events file or a running service's state."""
+    from distillguard.workbench.snapshot import SnapshotError, events_digest
+    from distillguard.workbench.sources import events_from_state, scores_from_state
+
+    if (events is None) == (state is None):
+        _fail("give exactly one of --events FILE or --state FOLDER")
+    if events is not None:
+        _build_workbench(out, _read_events_or_fail(events, on_bad_rows),
+                         {"events": str(events), "digest": events_digest(events), "model_uri": model_uri},
+                         model_uri, mlruns, store)
+        return
+    try:
+        frame, stored = events_from_state(state), scores_from_state(state)
+    except SnapshotError as exc:
+        _fail(str(exc))
+    _build_workbench(out, frame, {"state": str(state)}, model_uri, mlruns, store, stored)
+
+
+def _open_workbench(events: Optional[Path], workbench: Optional[Path], model_uri: str, mlruns: Path, store: Path,
+                    redact: bool):
+    """The snapshot to read: built for --events when missing or stale, else --workbench's."""
+    import json as _json
+
+    from distillguard.workbench.queries import Workbench, WorkbenchError
+    from distillguard.workbench.snapshot import events_digest
+
+    if events is not None:
+        if not events.exists():
+            _fail(f"--events {events}: no such file")
+        digest = events_digest(events)
+        folder = workbench or Path("runs/workbench") / digest
+        try:
+            meta = _json.loads((folder / "meta.json").read_text())
+            fresh = meta.get("source", {}).get("digest") == digest and meta.get("source", {}).get("model_uri") == model_uri
+        except (OSError, ValueError):
+            fresh = False
+        if not fresh:
+            typer.echo(f"building a workbench snapshot of {events} in {folder} (reused next time)", err=True)
+            _build_workbench(folder, _read_events_or_fail(events, "fail"),
+                             {"events": str(events), "digest": digest, "model_uri": model_uri},
+                             model_uri, mlruns, store)
+    else:
+        folder = workbench or DEFAULT_WORKBENCH
+    try:
+        return Workbench.open(folder, redact=redact, store_dir=store)
+    except WorkbenchError as exc:
+        _fail(f"{exc}; or pass --events FILE")
+
+
+@app.command()
+def inspect(
+    account_id: Annotated[str, typer.Argument(help="the account to inspect")],
+    events: EventsOpt = None,
+    workbench: WorkbenchOpt = None,
+    model_uri: ModelUri = "models:/distillguard@champion",
+    mlruns: MlrunsDir = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+    json_out: JsonOpt = False,
+    redact: RedactOpt = False,
+) -> None:
+    """An account's score, reasons, prompt clusters and their nearest organic and other-account prompts."""
+    from rich.console import Console
+
+    from distillguard.workbench.terminal import render_account, to_json
+
+    wb = _open_workbench(events, workbench, model_uri, mlruns, store, redact)
+    try:
+        view = wb.account(account_id)
+    except KeyError:
+        _fail(f"account {account_id!r} is not in the snapshot {wb.folder} ({wb.info['accounts']:,} accounts)")
+    if json_out:
+        typer.echo(to_json(view))
+    else:
+        render_account(view, Console())
+
+
+@app.command()
+def neighbours(
+    text: Annotated[str, typer.Argument(help="a prompt")],
+    k: Annotated[int, typer.Option("--k", help="neighbours among accounts' prompts")] = 10,
+    events: EventsOpt = None,
+    workbench: WorkbenchOpt = None,
+    model_uri: ModelUri = "models:/distillguard@champion",
+    mlruns: MlrunsDir = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+    json_out: JsonOpt = False,
+    redact: RedactOpt = False,
+) -> None:
+    """The prompts nearest a text, and the accounts that sent them."""
+    from rich.console import Console
+
+    from distillguard.workbench.terminal import render_neighbours, to_json
+
+    wb = _open_workbench(events, workbench, model_uri, mlruns, store, redact)
+    hits = wb.search(text, k=k)
+    if json_out:
+        typer.echo(to_json(hits))
+    else:
+        render_neighbours(text, hits, Console())
+
+
+@app.command()
+def campaigns(
+    min_size: Annotated[int, typer.Option("--min-size", help="smallest component shown")] = 2,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    events: EventsOpt = None,
+    workbench: WorkbenchOpt = None,
+    model_uri: ModelUri = "models:/distillguard@champion",
+    mlruns: MlrunsDir = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Campaign groups: accounts linked by shared near-duplicates and wrapper skeletons (communities of the
+    coordination graph), with member scores, shared infrastructure and a representative skeleton."""
+    from rich.console import Console
+
+    from distillguard.workbench.terminal import render_campaigns, to_json
+
+    wb = _open_workbench(events, workbench, model_uri, mlruns, store, False)
+    found = wb.campaigns(min_size=min_size, limit=limit, members=500 if json_out else 10)
+    if json_out:
+        typer.echo(to_json(found))
+    else:
+        render_campaigns(found, Console(width=200))
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for everything the run writes")] = Path("runs/demo"),

@@ -146,7 +146,19 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
                      baseline_accounts: Mapping[str, int], intent_thresholds: np.ndarray,
                      common_skeletons: frozenset[int] = frozenset(),
                      config: FeatureConfig = FeatureConfig()) -> pd.DataFrame:
-    """One row per account (index: account_id, sorted), columns `FEATURE_NAMES`.
+    """One row per account (index: account_id, sorted), columns `FEATURE_NAMES`; see
+    `account_features_and_graph` for the arguments."""
+    return account_features_and_graph(events, prompts, baseline, baseline_accounts, intent_thresholds,
+                                      common_skeletons, config)[0]
+
+
+def account_features_and_graph(events: pd.DataFrame, prompts: PromptTable, baseline: OrganicBaseline,
+                               baseline_accounts: Mapping[str, int], intent_thresholds: np.ndarray,
+                               common_skeletons: frozenset[int] = frozenset(),
+                               config: FeatureConfig = FeatureConfig()
+                               ) -> tuple[pd.DataFrame, C.CoordinationGraph]:
+    """The feature table (one row per account, index: account_id, sorted, columns `FEATURE_NAMES`)
+    and the coordination graph behind its coordination columns (account codes index the table's rows).
 
     `events` holds the contract columns; `prompts` is aligned with its rows; `baseline` is a fitted
     `OrganicBaseline` and `baseline_accounts` maps the account ids it was fitted on to its owner
@@ -304,8 +316,9 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
     sampled = np.bincount(xa, minlength=n_acc)
     out["xacct_neighbour_accounts"][:] = others
     out["xacct_neighbour_share"][:] = hit_prompts / np.maximum(sampled, 1)
-    _, comp_size, neighbours = C.account_graph(C.skeleton_links(codes, keys, n_acc, common=common_skeletons),
-                                               nn_links, n_acc)
+    sk_links = C.skeleton_links(codes, keys, n_acc, common=common_skeletons)
+    comp_labels, comp_size, neighbours = C.account_graph(sk_links, nn_links, n_acc)
+    graph = C.CoordinationGraph(comp_labels, C.weighted_edges(sk_links, nn_links))
     out["component_size"][:] = comp_size
     out["graph_degree"][:] = [len(neighbours.get(a, ())) for a in range(n_acc)]
     out["synchrony_max"][:] = C.synchrony(t, codes, n_acc, neighbours)
@@ -318,4 +331,4 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
             out[f"{prefix}_distinct"][:] = distinct
             out[f"{prefix}_distinct_per_prompt"][:] = per_prompt_v
 
-    return pd.DataFrame(out, index=pd.Index(account_ids, name="account_id"))[list(FEATURE_NAMES)]
+    return pd.DataFrame(out, index=pd.Index(account_ids, name="account_id"))[list(FEATURE_NAMES)], graph

@@ -248,6 +248,26 @@ SKELETON_LINK_WEIGHT = 2
 NEAR_DUPLICATE_LINK_WEIGHT = 1
 
 
+def weighted_edges(skeleton: list[tuple[int, int]], near_duplicate: list[tuple[int, int]],
+                   min_weight: int = 3) -> list[tuple[int, int, int]]:
+    """The graph's edges (a < b, weight): each pair's summed link evidence, kept at `min_weight`."""
+    pair_weight: dict[tuple[int, int], int] = defaultdict(int)
+    for links, w in ((skeleton, SKELETON_LINK_WEIGHT), (near_duplicate, NEAR_DUPLICATE_LINK_WEIGHT)):
+        for a, b in links:
+            if a != b:
+                pair_weight[(min(a, b), max(a, b))] += w
+    return sorted((a, b, c) for (a, b), c in pair_weight.items() if c >= min_weight)
+
+
+@dataclass(frozen=True)
+class CoordinationGraph:
+    """Accounts (by code) joined by coordination evidence: component label per account and the
+    weighted edges, for analysts (features keep only the per-account summaries)."""
+
+    labels: np.ndarray  # (n_accounts,) component label
+    edges: list[tuple[int, int, int]]  # (a, b, weight), a < b
+
+
 def account_graph(skeleton: list[tuple[int, int]], near_duplicate: list[tuple[int, int]], n_accounts: int,
                   min_weight: int = 3) -> tuple[np.ndarray, np.ndarray, dict[int, set[int]]]:
     """Accounts joined when their shared skeletons and near-duplicates weigh at least `min_weight`
@@ -255,12 +275,7 @@ def account_graph(skeleton: list[tuple[int, int]], near_duplicate: list[tuple[in
 
     Returns (component label per account, component size per account, neighbours per account).
     """
-    pair_weight: dict[tuple[int, int], int] = defaultdict(int)
-    for links, w in ((skeleton, SKELETON_LINK_WEIGHT), (near_duplicate, NEAR_DUPLICATE_LINK_WEIGHT)):
-        for a, b in links:
-            if a != b:
-                pair_weight[(min(a, b), max(a, b))] += w
-    edges = [p for p, c in pair_weight.items() if c >= min_weight]
+    edges = [(a, b) for a, b, _ in weighted_edges(skeleton, near_duplicate, min_weight)]
     neighbours: dict[int, set[int]] = defaultdict(set)
     for a, b in edges:
         neighbours[a].add(b)

@@ -1,9 +1,12 @@
 """Gateway adapters: a real gateway needs configuration only. Both call the same scoring core.
 
-- LiteLLM Generic Guardrail API (`guardrail: generic_guardrail_api`, `api_base: <this server>`,
-  `api_key: <a distillguard key>`, sent as `x-api-key`): LiteLLM POSTs
-  `/beta/litellm_basic_guardrail_api` with `texts`, `structured_messages`, `input_type` and
-  `request_data` (the caller's `user_api_key_*` ids); we answer `{"action": "BLOCKED"|"NONE"}`.
+- LiteLLM Generic Guardrail API (`guardrail: generic_guardrail_api`, `api_base: <this server>`, our
+  key as `headers: {Authorization: "Bearer <key>"}` or as `api_key`, which LiteLLM sends as
+  `x-api-key`): LiteLLM POSTs `/beta/litellm_basic_guardrail_api` with `texts`, `structured_messages`,
+  `input_type` and `request_data` (the caller's `user_api_key_*` ids; `user_api_key_end_user_id` is
+  the request's OpenAI `user` field); we answer `{"action": "BLOCKED"|"NONE"}`, and LiteLLM refuses a
+  BLOCKED request with a 400 carrying our `blocked_reason`. Checked against litellm 1.103.10 (the
+  version tests/test_litellm_gateway.py runs).
 - Envoy ext_authz, HTTP service (`path_prefix: /envoy/authz`, `with_request_body` for the prompt,
   our key added with `headers_to_add: x-distillguard-api-key`): 200 allows, 403 with the reason
   denies; `x-distillguard-score` and `x-distillguard-decision` carry the verdict either way.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -20,6 +24,12 @@ from pydantic import BaseModel, ConfigDict
 
 from distillguard.serving.schemas import EventIn
 from distillguard.serving.scoring import ScoringCore
+
+
+# What LiteLLM puts in `request_data` for a caller on the master key: the proxy admin's user id and
+# the master key's alias instead of a hash. They name no account; taken as one, all such traffic
+# would be scored (and blocked) together.
+LITELLM_PLACEHOLDER_IDS = frozenset({"default_user_id", "litellm_proxy_master_key"})
 
 
 class LiteLLMGuardrailRequest(BaseModel):
@@ -50,6 +60,22 @@ def last_user_prompt(messages: list[dict[str, Any]] | None, texts: list[str] | N
     return texts[-1] if texts else None
 
 
+def conversation_key(messages: list[dict[str, Any]] | None) -> str | None:
+    """A chat's id from its opening (the system messages and the first user message): an OpenAI-style
+    client resends the whole history every turn, so all turns of one conversation share it, and a
+    single-turn request is a conversation of its own. (LiteLLM's `litellm_trace_id` is a fresh uuid
+    per request unless the client sets one, so it would make every account look single-turn.)"""
+    opening = []
+    for m in messages or []:
+        role = m.get("role")
+        if role in ("system", "developer", "user"):
+            opening.append([role, _content_text(m.get("content"))])
+        if role == "user":
+            digest = hashlib.sha256(json.dumps(opening, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+            return "chat:" + digest.hexdigest()[:24]
+    return None
+
+
 def litellm_router(core: ScoringCore) -> APIRouter:
     router = APIRouter()
     s = core.settings
@@ -58,13 +84,15 @@ def litellm_router(core: ScoringCore) -> APIRouter:
     async def litellm_guardrail(body: LiteLLMGuardrailRequest) -> dict:
         if body.input_type != "request":
             return {"action": "NONE"}
-        account = next((str(body.request_data[f]) for f in s.litellm_identity_fields if body.request_data.get(f)),
-                       None)
+        account = next((str(v) for f in s.litellm_identity_fields
+                        if (v := body.request_data.get(f)) and str(v) not in LITELLM_PLACEHOLDER_IDS), None)
         prompt = last_user_prompt(body.structured_messages, body.texts)
         if account is None or prompt is None:
             return {"action": "NONE"}
-        v = core.check(EventIn(account_id=account, prompt=prompt, model=body.model,
-                               conversation_id=body.litellm_trace_id))
+        # a caller's long prompt or `user` must not turn into an error LiteLLM refuses the request on
+        conversation = conversation_key(body.structured_messages) or body.litellm_trace_id
+        v = core.check(EventIn(account_id=account[:256], prompt=prompt[: s.max_prompt_chars],
+                               model=body.model[:512] if body.model else None, conversation_id=conversation))
         blocked = v.decision == "block" or (v.decision == "review" and s.litellm_block_on_review)
         if blocked:
             return {"action": "BLOCKED", "blocked_reason": f"distillguard: account {v.decision} "

@@ -27,6 +27,7 @@ from distillguard.serving.schemas import BatchAck, EventBatchIn, EventIn, Verdic
 from distillguard.serving.scoring import PromptTooLong, ScoringCore
 from distillguard.serving.state_store import EventLog, ScoreBoard
 from distillguard.serving.supervisor import WorkerSupervisor
+from distillguard.serving.ui import mount_ui
 
 log = logging.getLogger("distillguard.serving")
 
@@ -191,4 +192,5 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
     secured.include_router(litellm_router(core))
     secured.include_router(envoy_router(core))
     app.include_router(secured)
+    mount_ui(app, settings)  # the analyst pages under /ui (their own login; rendered in a process of their own)
     return app

@@ -48,10 +48,17 @@ class ServeSettings(BaseModel):
     champion_poll_s: float = Field(default=30.0, ge=0)  # 0: only POST /admin/reload
 
     # -- gateway adapters ------------------------------------------------------------------------
-    litellm_identity_fields: tuple[str, ...] = ("user_api_key_end_user_id", "user_api_key_user_id",
-                                                 "user_api_key_hash")
+    # the first present, non-placeholder field names the account: the key's owner, then the key, and
+    # only then the caller-chosen `user` field (which a harvester on one key could rotate at will)
+    litellm_identity_fields: tuple[str, ...] = ("user_api_key_user_id", "user_api_key_hash",
+                                                 "user_api_key_end_user_id")
     litellm_block_on_review: bool = False
     envoy_account_header: str = "x-account-id"
+
+    # -- analyst browser (/ui) ------------------------------------------------------------------
+    workbench_path: Path | None = None  # snapshot folder (`distillguard workbench build --out`); None: <state_path>/workbench
+    ui_redact_prompts: bool = False  # pages show prompts as hash and length only (analysts not cleared to read user text)
+    ui_session_hours: float = Field(default=12.0, gt=0)  # lifetime of the /ui login cookie
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -63,6 +70,10 @@ class ServeSettings(BaseModel):
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys) or not self.allow_unauthenticated
+
+    @property
+    def workbench_dir(self) -> Path:
+        return self.workbench_path if self.workbench_path is not None else self.state_path / "workbench"
 
 
 def load_settings(config_path: Path | None = None, **overrides) -> ServeSettings:

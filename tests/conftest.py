@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+# --import-mode=importlib leaves sys.path alone; shared test helpers (serving_helpers.py) live here
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 WriteRows = Callable[[Path, Sequence[dict]], Path]
 

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,89 +11,15 @@ import httpx
 import pandas as pd
 import pytest
 
-KEY = "test-key-1"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-MAX_PROMPT = 4_000
-
-
-def _cli(*args: str, timeout: float = 300) -> None:
-    subprocess.run([sys.executable, "-m", "distillguard.cli", *args], check=True, timeout=timeout,
-                   capture_output=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.state = root / "state"
-        self.config = root / "serve.json"
-        self.config.write_text(json.dumps({"max_prompt_chars": MAX_PROMPT, "champion_poll_s": 1.0,
-                                           "refresh_idle_s": 0.05}))
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def start(self) -> None:
-        self.port = _free_port()
-        code = ("from pathlib import Path; from distillguard.serving.server import serve; "
-                f"serve('127.0.0.1', {self.port}, Path({str(self.state)!r}), Path({str(self.root / 'mlruns')!r}), "
-                f"Path({str(self.root / 'store')!r}), Path({str(self.config)!r}), log_level='warning')")
-        env = {**os.environ, "DISTILLGUARD_API_KEYS": f"{KEY},other-key"}
-        self.log = (self.root / "server.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self.log, stderr=self.log)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=AUTH, timeout=30)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
-            try:
-                if self.client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("server not ready in 120 s")
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.client.close()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def wait_refreshed(self, accounts: list[str], timeout: float = 60) -> dict[str, dict]:
-        deadline = time.time() + timeout
-        while True:
-            states = {a: self.client.get(f"/v1/accounts/{a}").json() for a in accounts}
-            if not any(s["dirty"] for s in states.values()) or time.time() > deadline:
-                return states
-            time.sleep(0.2)
+from serving_helpers import KEY, MAX_PROMPT, Server, build_world
+from serving_helpers import cli as _cli
+from serving_helpers import payloads as _payloads
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """A simulated world, a champion model trained on it, and the hold-out accounts to replay."""
-    root = tmp_path_factory.mktemp("serving")
-    _cli("simulate", "--out", str(root / "sim"), "--accounts", "260", "--seed", "4")
-    _cli("train", "--events", str(root / "sim" / "events.parquet"), "--labels", str(root / "sim" / "labels.csv"),
-         "--mlruns", str(root / "mlruns"), "--store", str(root / "store"), "--no-time-to-detection")
-    events = pd.read_parquet(root / "sim" / "events.parquet")
-    holdout = pd.read_csv(root / "mlruns" / "holdout" / "labels.csv", dtype={"account_id": str})
-    sizes = events.groupby("account_id").size()
-    harvest = holdout[holdout["label"] == 1]["account_id"]
-    organic = holdout[(holdout["label"] == 0) & holdout["campaign"].isin(["casual", "student", "developer",
-                                                                          "writer"])]["account_id"]
-    return {"root": root, "events": events, "harvester": max(harvest, key=lambda a: sizes[a]),
-            "organic": [a for a in organic if sizes[a] >= 15][:3]}
+    return build_world(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +28,6 @@ def server(world):
     s.start()
     yield s
     s.stop()
-
-
-def _payloads(events: pd.DataFrame) -> list[dict]:
-    frame = events.assign(ts=events["ts"].map(lambda t: t.isoformat())).astype(object)
-    return frame.where(frame.notna(), None).to_dict("records")
 
 
 def test_health_needs_no_key_everything_else_does(server):

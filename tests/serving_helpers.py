@@ -1,0 +1,107 @@
+"""The real server for end-to-end tests: uvicorn in a subprocess on a free loopback port, and the
+simulated world with a small champion model trained on it. Used by test_serving.py and
+test_litellm_gateway.py (importable because conftest.py puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+KEY = "test-key-1"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_PROMPT = 4_000
+
+
+def cli(*args: str, timeout: float = 300) -> None:
+    subprocess.run([sys.executable, "-m", "distillguard.cli", *args], check=True, timeout=timeout,
+                   capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.config = root / "serve.json"
+        self.config.write_text(json.dumps({"max_prompt_chars": MAX_PROMPT, "champion_poll_s": 1.0,
+                                           "refresh_idle_s": 0.05}))
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self, port: int | None = None) -> None:
+        """Start and wait until a model is loaded; `port` (default: a fresh free one) for callers that
+        had to name the address before the server existed."""
+        self.port = port or free_port()
+        code = ("from pathlib import Path; from distillguard.serving.server import serve; "
+                f"serve('127.0.0.1', {self.port}, Path({str(self.state)!r}), Path({str(self.root / 'mlruns')!r}), "
+                f"Path({str(self.root / 'store')!r}), Path({str(self.config)!r}), log_level='warning')")
+        env = {**os.environ, "DISTILLGUARD_API_KEYS": f"{KEY},other-key"}
+        self.log = (self.root / "server.log").open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self.log, stderr=self.log)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=AUTH, timeout=30)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("server not ready in 120 s")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.client.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def wait_refreshed(self, accounts: list[str], timeout: float = 60) -> dict[str, dict]:
+        deadline = time.time() + timeout
+        while True:
+            states = {a: self.client.get(f"/v1/accounts/{a}").json() for a in accounts}
+            if not any(s["dirty"] for s in states.values()) or time.time() > deadline:
+                return states
+            time.sleep(0.2)
+
+
+def build_world(root: Path) -> dict:
+    """A simulated world, a champion model trained on it, and the hold-out accounts to replay: the
+    hold-out harvester with the most events and up to three organic accounts with 15 or more."""
+    cli("simulate", "--out", str(root / "sim"), "--accounts", "260", "--seed", "4")
+    cli("train", "--events", str(root / "sim" / "events.parquet"), "--labels", str(root / "sim" / "labels.csv"),
+        "--mlruns", str(root / "mlruns"), "--store", str(root / "store"), "--no-time-to-detection")
+    events = pd.read_parquet(root / "sim" / "events.parquet")
+    holdout = pd.read_csv(root / "mlruns" / "holdout" / "labels.csv", dtype={"account_id": str})
+    sizes = events.groupby("account_id").size()
+    harvest = holdout[holdout["label"] == 1]["account_id"]
+    organic = holdout[(holdout["label"] == 0) & holdout["campaign"].isin(["casual", "student", "developer",
+                                                                          "writer"])]["account_id"]
+    return {"root": root, "events": events, "harvester": max(harvest, key=lambda a: sizes[a]),
+            "organic": [a for a in organic if sizes[a] >= 15][:3]}
+
+
+def payloads(events: pd.DataFrame) -> list[dict]:
+    frame = events.assign(ts=events["ts"].map(lambda t: t.isoformat())).astype(object)
+    return frame.where(frame.notna(), None).to_dict("records")
