@@ -76,6 +76,13 @@ def conversation_key(messages: list[dict[str, Any]] | None) -> str | None:
     return None
 
 
+def litellm_account(request_data: dict, fields: tuple[str, ...]) -> str | None:
+    """The account a LiteLLM request belongs to: the first of `fields` present in `request_data`
+    that is not one of LiteLLM's placeholders (the master key's), or None."""
+    return next((str(v) for f in fields
+                 if (v := request_data.get(f)) and str(v) not in LITELLM_PLACEHOLDER_IDS), None)
+
+
 def litellm_router(core: ScoringCore) -> APIRouter:
     router = APIRouter()
     s = core.settings
@@ -84,8 +91,7 @@ def litellm_router(core: ScoringCore) -> APIRouter:
     async def litellm_guardrail(body: LiteLLMGuardrailRequest) -> dict:
         if body.input_type != "request":
             return {"action": "NONE"}
-        account = next((str(v) for f in s.litellm_identity_fields
-                        if (v := body.request_data.get(f)) and str(v) not in LITELLM_PLACEHOLDER_IDS), None)
+        account = litellm_account(body.request_data, s.litellm_identity_fields)
         prompt = last_user_prompt(body.structured_messages, body.texts)
         if account is None or prompt is None:
             return {"action": "NONE"}

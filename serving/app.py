@@ -107,6 +107,7 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         worker.start()
+        app.state.ui_pages.start()  # the analyst pages' process warms up while the gateway serves
         watcher = asyncio.create_task(watch_worker())
         gc.freeze()  # startup objects (FastAPI, pydantic) stay out of every later collection
         try:

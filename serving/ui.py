@@ -150,6 +150,12 @@ class PageProcess:
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         return self.proc
 
+    def start(self) -> None:
+        """Start the process now (it opens the snapshot and loads the embedder in the background),
+        so that the first page does not wait for them."""
+        with self._lock:
+            self._ensure()
+
     def _kill(self, proc: subprocess.Popen) -> None:
         if proc.poll() is None:
             proc.kill()

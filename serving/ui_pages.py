@@ -157,9 +157,18 @@ class Renderer:
         """Wrapper skeletons are cut from user prompts: redacted like them when redaction is on."""
         if text is None:
             return "–"
-        if not self.cfg.redact:
+        if not self.cfg.redact or text.startswith("[redacted skeleton "):  # the snapshot redacted it already
             return text
         return f"[redacted {hashlib.sha256(text.encode()).hexdigest()[:12]} · {len(text)} chars]"
+
+    def warm(self) -> None:
+        """Open the snapshot and load the search embedder ahead of the first pages (seconds each)."""
+        try:
+            self.holder.get().warm()
+        except NoSnapshot:
+            pass
+        except Exception:
+            log.warning("warming the workbench failed; pages will retry", exc_info=True)
 
     def page(self, route: str, params: dict) -> tuple[int, str, float]:
         t0 = time.perf_counter()
@@ -276,6 +285,7 @@ def main() -> None:
         pass
     threading.Thread(target=_follow_parent, args=(parent,), daemon=True, name="follow-parent").start()
     renderer = Renderer(cfg)
+    threading.Thread(target=renderer.warm, daemon=True, name="warm").start()
     for line in sys.stdin.buffer:
         request = json.loads(line)
         try:

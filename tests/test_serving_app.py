@@ -68,3 +68,18 @@ def test_backlog_past_its_bound_is_reported_and_answers_continue(tmp_path):
         v = client.post("/v1/check", json={"account_id": "d", "prompt": "hi"}, headers=AUTH).json()
         assert v["backlog_over_bound"] and v["decision"] == "allow"
         assert client.get("/v1/accounts/a", headers=AUTH).json()["n_events"] == 1
+
+
+def test_litellm_account_prefers_the_key_owner_over_the_callers_user_field():
+    from distillguard.serving.adapters import litellm_account
+    from distillguard.serving.config import ServeSettings
+
+    fields = ServeSettings().litellm_identity_fields
+    # a virtual key's owner is the account, whatever `user` the caller puts in the request
+    assert litellm_account({"user_api_key_user_id": "owner-1", "user_api_key_hash": "h1",
+                            "user_api_key_end_user_id": "rotating-42"}, fields) == "owner-1"
+    assert litellm_account({"user_api_key_hash": "h1", "user_api_key_end_user_id": "rotating-42"}, fields) == "h1"
+    # on the master key LiteLLM sends placeholders: the caller's `user` is all there is
+    assert litellm_account({"user_api_key_user_id": "default_user_id", "user_api_key_hash": "litellm_proxy_master_key",
+                            "user_api_key_end_user_id": "alice"}, fields) == "alice"
+    assert litellm_account({"user_api_key_user_id": "default_user_id"}, fields) is None

@@ -342,6 +342,10 @@ class Workbench:
                 self._ctx = ctx
             return self._ctx
 
+    def warm(self) -> None:
+        """Load the embedder `search` needs now rather than on the first search."""
+        self._context()
+
     def search(self, text: str, *, k: int = 10) -> list[SearchHit]:
         """The prompts nearest `text` among scored accounts' prompts and organic traffic, nearest first."""
         if not text.strip():
