@@ -532,15 +532,15 @@ def demo(
 
     t0 = time.perf_counter()
     events, labels, rows = write_simulation(SimulatorConfig(accounts=accounts, seed=seed), out / "sim", progress=True)
-    typer.echo(f"[1/4] simulated {rows:,} events for {accounts:,} accounts -> {events.parent} "
+    typer.echo(f"[1/5] simulated {rows:,} events for {accounts:,} accounts -> {events.parent} "
                f"({time.perf_counter() - t0:.0f} s)")
-    typer.echo("[2/4] " + format_report(validate_files(events, labels)))
+    typer.echo("[2/5] " + format_report(validate_files(events, labels)))
     store = out / "embeddings"
     reg = _registry(mlruns)
     result = run_training(read_events(events), read_labels(labels), reg,
                           TrainConfig(seed=seed, profile=DEFAULT_PROFILE, store_dir=store),
                           log=lambda m: typer.echo(f"      {m}"))
-    typer.echo(f"[3/4] trained ({result.seconds:.0f} s):")
+    typer.echo(f"[3/5] trained ({result.seconds:.0f} s):")
     _print_training(result)
     fresh, _, _ = write_simulation(SimulatorConfig(accounts=max(100, accounts // 5), seed=seed + 1000),
                                    out / "fresh", progress=True)
@@ -548,9 +548,19 @@ def demo(
     table = score_with(bundle, read_events(fresh), store)
     table.to_csv(out / "scores.csv", index=False)
     counts = table["decision"].value_counts().to_dict()
-    typer.echo(f"[4/4] scored {len(table):,} unseen accounts with champion v{bundle.info['version']}: "
+    typer.echo(f"[4/5] scored {len(table):,} unseen accounts with champion v{bundle.info['version']}: "
                + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block"))
-               + f" -> {out / 'scores.csv'} (total {time.perf_counter() - t0:.0f} s)")
+               + f" -> {out / 'scores.csv'}")
+    from distillguard.workbench.snapshot import build_snapshot, events_digest
+
+    meta = build_snapshot(read_events(fresh), bundle, bundle.open_embeddings(store), out / "workbench",
+                          model_version=str(bundle.info["version"]),
+                          source={"events": str(fresh), "digest": events_digest(fresh),
+                                  "model_uri": "models:/distillguard@champion"})
+    top = table.sort_values("score", ascending=False)["account_id"].iloc[0]
+    typer.echo(f"[5/5] analyst snapshot of {meta['accounts']:,} accounts and {meta['components']:,} campaign groups "
+               f"-> {out / 'workbench'} (total {time.perf_counter() - t0:.0f} s); look at the top account with\n"
+               f"      distillguard inspect {top} --workbench {out / 'workbench'} --store {store}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -294,25 +294,17 @@ def test_search_a_pasted_prompt_finds_its_account(world, browser, shots):
     context.close()
 
 
-def test_pages_answer_quickly(world):
+def test_every_page_is_served_with_a_strict_policy(world):
+    # how fast pages answer is measured by bench/workbench_pages.py (10,000 accounts), not here
     server, target = world["server"], world["target"]
-    server.client.post("/ui/search", data={"q": "warm up the embedder"})
     pages = ["/ui/", f"/ui/?decision={target.decision}&page=1", f"/ui/accounts/{target.account_id}", "/ui/campaigns",
              f"/ui/campaigns/{target.component}", f"/ui/map?account={target.account_id}", "/ui/clusters/0"]
-    slow = {}
     for path in pages:
-        t0 = time.perf_counter()
         r = server.client.get(path)
-        took = time.perf_counter() - t0
         assert r.status_code == 200, (path, r.text[:500])
         assert r.headers["content-security-policy"].startswith("default-src 'none'")
-        if took > 1.0:
-            slow[path] = round(took, 2)
-    t0 = time.perf_counter()
+        assert r.headers["cache-control"] == "no-store"
     assert server.client.post("/ui/search", data={"q": world["search_prompt"]}).status_code == 200
-    if time.perf_counter() - t0 > 1.0:
-        slow["search"] = round(time.perf_counter() - t0, 2)
-    assert not slow, f"pages slower than 1 s: {slow}"
     assert server.client.get("/ui/accounts/no-such-account").status_code == 404
 
 
