@@ -528,7 +528,8 @@ def demo(
     from distillguard.data.simulator_config import SimulatorConfig
     from distillguard.data.validation import format_report, validate_files
     from distillguard.features.embedding import DEFAULT_PROFILE
-    from distillguard.training.train_job import TrainConfig, load_bundle, run_training, score_with
+    from distillguard.training.train_job import TrainConfig, load_bundle, run_training
+    from distillguard.workbench.snapshot import build_snapshot, events_digest
 
     t0 = time.perf_counter()
     events, labels, rows = write_simulation(SimulatorConfig(accounts=accounts, seed=seed), out / "sim", progress=True)
@@ -545,18 +546,16 @@ def demo(
     fresh, _, _ = write_simulation(SimulatorConfig(accounts=max(100, accounts // 5), seed=seed + 1000),
                                    out / "fresh", progress=True)
     bundle = load_bundle(reg, "models:/distillguard@champion")
-    table = score_with(bundle, read_events(fresh), store)
+    # one pass over the fresh accounts gives both their scores and the analyst snapshot
+    meta, table = build_snapshot(read_events(fresh), bundle, bundle.open_embeddings(store), out / "workbench",
+                                 model_version=str(bundle.info["version"]),
+                                 source={"events": str(fresh), "digest": events_digest(fresh),
+                                         "model_uri": "models:/distillguard@champion"})
     table.to_csv(out / "scores.csv", index=False)
     counts = table["decision"].value_counts().to_dict()
     typer.echo(f"[4/5] scored {len(table):,} unseen accounts with champion v{bundle.info['version']}: "
                + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block"))
                + f" -> {out / 'scores.csv'}")
-    from distillguard.workbench.snapshot import build_snapshot, events_digest
-
-    meta = build_snapshot(read_events(fresh), bundle, bundle.open_embeddings(store), out / "workbench",
-                          model_version=str(bundle.info["version"]),
-                          source={"events": str(fresh), "digest": events_digest(fresh),
-                                  "model_uri": "models:/distillguard@champion"})
     top = table.sort_values("score", ascending=False)["account_id"].iloc[0]
     typer.echo(f"[5/5] analyst snapshot of {meta['accounts']:,} accounts and {meta['components']:,} campaign groups "
                f"-> {out / 'workbench'} (total {time.perf_counter() - t0:.0f} s); look at the top account with\n"

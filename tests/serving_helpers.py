@@ -1,6 +1,6 @@
 """The real server for end-to-end tests: uvicorn in a subprocess on a free loopback port, and the
 simulated world with a small champion model trained on it. Used by test_serving.py and
-test_litellm_gateway.py (importable because conftest.py puts this folder on sys.path)."""
+test_litellm_gateway.py and test_ui_browser.py (importable because conftest.py puts this folder on sys.path)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 MAX_PROMPT = 4_000
 
 
-def cli(*args: str, timeout: float = 300) -> None:
-    subprocess.run([sys.executable, "-m", "distillguard.cli", *args], check=True, timeout=timeout,
-                   capture_output=True)
+def cli(*args: str, timeout: float = 400) -> None:
+    r = subprocess.run([sys.executable, "-m", "distillguard.cli", *args], timeout=timeout, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, f"distillguard {' '.join(args)}:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
 
 
 def free_port() -> int:
@@ -33,36 +34,42 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.state = root / "state"
-        self.config = root / "serve.json"
+    """`distillguard serve` in a subprocess: state in `root/name`, its config (the test defaults
+    updated by `config`) in `root/name.json`, its log in `root/name.log`."""
+
+    def __init__(self, root: Path, name: str = "state", *, log_level: str = "warning", **config) -> None:
+        self.root, self.name, self.log_level = root, name, log_level
+        self.state = root / name
+        self.config = root / f"{name}.json"
         self.config.write_text(json.dumps({"max_prompt_chars": MAX_PROMPT, "champion_poll_s": 1.0,
-                                           "refresh_idle_s": 0.05}))
+                                           "refresh_idle_s": 0.05, **config}))
+        self.log_path = root / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.url = ""
 
-    def start(self, port: int | None = None) -> None:
-        """Start and wait until a model is loaded; `port` (default: a fresh free one) for callers that
-        had to name the address before the server existed."""
+    def start(self, port: int | None = None, ready: str = "/readyz") -> Server:
+        """Start and wait until `ready` answers 200 (by default: a model is loaded); `port` (default: a
+        fresh free one) for callers that had to name the address before the server existed."""
         self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         code = ("from pathlib import Path; from distillguard.serving.server import serve; "
                 f"serve('127.0.0.1', {self.port}, Path({str(self.state)!r}), Path({str(self.root / 'mlruns')!r}), "
-                f"Path({str(self.root / 'store')!r}), Path({str(self.config)!r}), log_level='warning')")
+                f"Path({str(self.root / 'store')!r}), Path({str(self.config)!r}), log_level={self.log_level!r})")
         env = {**os.environ, "DISTILLGUARD_API_KEYS": f"{KEY},other-key"}
-        self.log = (self.root / "server.log").open("ab")
+        self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self.log, stderr=self.log)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=AUTH, timeout=30)
+        self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=60)
         deadline = time.time() + 120
         while time.time() < deadline:
-            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
             try:
-                if self.client.get("/readyz").status_code == 200:
-                    return
+                if self.client.get(ready).status_code == 200:
+                    return self
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
-        raise AssertionError("server not ready in 120 s")
+        raise AssertionError(f"server not ready in 120 s: {self.log_path.read_text()[-3000:]}")
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -70,12 +77,16 @@ class Server:
         self.client.close()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.client.close()
+        self.log.close()
 
     def wait_refreshed(self, accounts: list[str], timeout: float = 60) -> dict[str, dict]:
         deadline = time.time() + timeout

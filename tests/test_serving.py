@@ -39,7 +39,7 @@ def test_health_needs_no_key_everything_else_does(server):
     for path in ("/readyz", "/metrics", "/v1/accounts/acct_x"):
         assert bare.get(path).status_code == 401
     assert bare.post("/v1/check", json=body, headers={"Authorization": "Bearer other-key"}).status_code == 200
-    log = (server.root / "server.log").read_text()
+    log = server.log_path.read_text()
     assert KEY not in log and "other-key" not in log
 
 

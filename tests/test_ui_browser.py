@@ -16,81 +16,20 @@ import html
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+from serving_helpers import AUTH, KEY, Server
+from serving_helpers import cli as _cli
+from serving_helpers import payloads as _payloads
 
 CHROMIUM = os.environ.get("DISTILLGUARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-KEY = "ui-test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 SIM = {"harvest_fraction": 0.3, "campaigns_per_style": 1, "days": 7, "release_day": 4}
-
-
-def _cli(*args: str, timeout: float = 400) -> None:
-    r = subprocess.run([sys.executable, "-m", "distillguard.cli", *args], timeout=timeout, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, f"distillguard {' '.join(args)}:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`distillguard serve` in a subprocess on a free loopback port."""
-
-    def __init__(self, root: Path, name: str, **config) -> None:
-        self.root, self.name = root, name
-        self.state = root / name
-        self.config = root / f"{name}.json"
-        self.config.write_text(json.dumps({"champion_poll_s": 0, "refresh_idle_s": 0.05, **config}))
-        self.log_path = root / f"{name}.log"
-
-    def start(self, ready: str = "/readyz") -> Server:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        code = ("from pathlib import Path; from distillguard.serving.server import serve; "
-                f"serve('127.0.0.1', {self.port}, Path({str(self.state)!r}), Path({str(self.root / 'mlruns')!r}), "
-                f"Path({str(self.root / 'store')!r}), Path({str(self.config)!r}), log_level='info')")
-        env = {**os.environ, "DISTILLGUARD_API_KEYS": f"{KEY},second-key"}
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self._log, stderr=self._log)
-        self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=60)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                if self.client.get(ready).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"server not ready in 120 s: {self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.client.close()
-        self._log.close()
-
-
-def _payloads(events: pd.DataFrame) -> list[dict]:
-    frame = events.assign(ts=events["ts"].map(lambda t: t.isoformat())).astype(object)
-    return frame.where(frame.notna(), None).to_dict("records")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +40,8 @@ def world(tmp_path_factory) -> dict:
     _cli("train", "--events", str(root / "sim" / "events.parquet"), "--labels", str(root / "sim" / "labels.csv"),
          "--mlruns", str(root / "mlruns"), "--store", str(root / "store"), "--no-time-to-detection")
     events = pd.read_parquet(root / "sim" / "events.parquet")
-    server = Server(root, "state").start()
+    # prompts up to the service default size; pages log at info, so the key checks see every line
+    server = Server(root, "state", log_level="info", champion_poll_s=0, max_prompt_chars=32_000).start()
     try:
         payloads = _payloads(events.sort_values("ts", kind="stable"))
         for lo in range(0, len(payloads), 2_000):
@@ -208,7 +148,7 @@ def test_pages_need_a_key(world):
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?next=%2Fui%2Faccounts%2F")
     assert bare.get("/ui/static/ui.css").status_code == 200  # the stylesheet holds no data
     assert bare.post("/ui/login", data={"key": "nope"}).status_code == 401
-    r = bare.post("/ui/login", data={"key": "second-key", "next": "//evil.example/"})
+    r = bare.post("/ui/login", data={"key": "other-key", "next": "//evil.example/"})
     assert r.status_code == 303 and r.headers["location"] == "/ui/"  # no open redirect
     session = r.cookies["distillguard_ui"]
     for cookie, status in (("1.2.3", 401), (session[:-1] + ("0" if session[-1] != "0" else "1"), 401), (session, 200)):
@@ -217,7 +157,7 @@ def test_pages_need_a_key(world):
     assert bare.get("/ui/", headers=AUTH).status_code == 200
     assert bare.get("/ui/", headers={"x-api-key": KEY}).status_code == 200
     log = server.log_path.read_text()
-    assert KEY not in log and "second-key" not in log
+    assert KEY not in log and "other-key" not in log
 
 
 def test_analyst_walks_from_the_ranked_list_to_the_campaign(world, browser, shots):
@@ -310,7 +250,7 @@ def test_every_page_is_served_with_a_strict_policy(world):
 
 def test_redaction_mode_shows_no_prompt_text(world, browser, shots):
     first, target = world["server"], world["target"]
-    server = Server(world["root"], "redacted", ui_redact_prompts=True,
+    server = Server(world["root"], "redacted", log_level="info", champion_poll_s=0, ui_redact_prompts=True,
                     workbench_path=str(first.state / "workbench")).start(ready="/healthz")  # pages need no model
     try:
         context, page, _ = _login(browser, server.url, f"/ui/accounts/{target.account_id}")

@@ -95,10 +95,11 @@ def events_digest(path: Path) -> str:
 
 def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingContext, out: Path, *,
                    model_version: str, source: dict, stored: StoredScores | None = None,
-                   log: Callable[[str], None] = lambda _m: None) -> dict:
+                   log: Callable[[str], None] = lambda _m: None) -> tuple[dict, pd.DataFrame]:
     """Score `events`' accounts with `bundle` and write the snapshot folder `out` (replaced whole).
 
-    Returns the snapshot's meta record.
+    Returns the snapshot's meta record and the bundle's scores (`training.bundle.score_table`: what
+    `distillguard score` writes; scores from `stored` are in the snapshot, not in this table).
     """
     if events.empty:
         raise SnapshotError("no events to build a workbench snapshot from")
@@ -115,7 +116,8 @@ def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingC
     log(f"{len(table.unique_vectors):,} distinct texts embedded ({time.perf_counter() - t0:.0f} s); building features")
     feats, graph = account_features_and_graph(events, table, state.baseline, state.baseline_accounts,
                                               state.scorer.threshold_vector(), state.common_skeletons, state.config)
-    scores = score_table(feats, bundle.detector).set_index("account_id")
+    scored = score_table(feats, bundle.detector)
+    scores = scored.set_index("account_id")
     scores["reasons"] = [[r for r in s.split("; ") if r] for s in scores["reasons"]]
     scores["model_version"] = str(model_version)
     if stored is not None and not stored.table.empty:
@@ -204,7 +206,7 @@ def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingC
     shutil.rmtree(old, ignore_errors=True)
     log(f"snapshot of {meta['accounts']:,} accounts, {meta['prompts']:,} prompts and {meta['components']:,} "
         f"campaign components -> {out} ({meta['seconds']:.0f} s)")
-    return meta
+    return meta, scored
 
 
 #: Louvain resolution: above 1 favours smaller, denser communities. On 400 fresh simulated accounts,
