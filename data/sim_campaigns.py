@@ -129,6 +129,10 @@ class Campaign:
     user_agents: tuple[str, ...]
     rubric_scale: int = 10
     criteria: tuple[str, ...] = field(default_factory=tuple)
+    #: adaptive: each account copies an organic person's timing, conversation grouping, model choice,
+    #: client metadata and volume, so only what it asks and how its accounts share it remain
+    adaptive: bool = False
+    client: str = "sdk"  # how its accounts reach the API (see sim_infrastructure.CLIENT_KINDS)
 
 
 def _wrapper_pool(r: random.Random, style: str) -> tuple[Wrapper, ...]:
@@ -149,12 +153,21 @@ def _wrapper_pool(r: random.Random, style: str) -> tuple[Wrapper, ...]:
     return tuple(pool)
 
 
-def build_campaign(style: str, index: int, seed: int, hydra_range: tuple[float, float]) -> Campaign:
-    """Draw one campaign of a style; deterministic in (style, index, seed)."""
+#: (app, sdk, key_only) weights of a campaign's client: mostly the API, some behind gateways.
+CAMPAIGN_CLIENT_MIX: tuple[float, float, float] = (0.25, 0.55, 0.20)
+
+
+def build_campaign(style: str, index: int, seed: int, hydra_range: tuple[float, float], *, days: float = 28.0,
+                   adaptive_share: float = 0.0) -> Campaign:
+    """Draw one campaign of a style; deterministic in (style, index, seed) and the window length.
+
+    Campaigns start anywhere in the window but its last ten days, so a later period holds both
+    campaigns that began earlier (with fresh accounts replacing burned ones) and brand-new ones."""
     r = random.Random(f"campaign:{seed}:{style}:{index}")
-    volume_class = r.choices(("low_and_slow", "medium", "high"), weights=(0.45, 0.4, 0.15))[0]
-    volume_median = {"low_and_slow": r.uniform(15, 45), "medium": r.uniform(50, 200),
+    volume_class = r.choices(("burner", "low_and_slow", "medium", "high"), weights=(0.12, 0.4, 0.35, 0.13))[0]
+    volume_median = {"burner": r.uniform(4, 10), "low_and_slow": r.uniform(15, 45), "medium": r.uniform(50, 200),
                      "high": r.uniform(250, 1000)}[volume_class]
+    long_lived = volume_class in ("low_and_slow", "burner")
     return Campaign(
         name=f"{style}-{index + 1}",
         style=style,
@@ -165,13 +178,15 @@ def build_campaign(style: str, index: int, seed: int, hydra_range: tuple[float, 
         volume_median=volume_median,
         schedule=r.choices(SCHEDULES, weights=(0.4, 0.35, 0.25))[0],
         infra=r.choices(INFRA_MODES, weights=(0.35, 0.3, 0.35))[0],
-        span_days=r.uniform(8, 24) if volume_class != "low_and_slow" else r.uniform(12, 26),
-        start_day=r.uniform(0, 6),
+        span_days=r.uniform(12, 26) if long_lived else r.uniform(8, 24),
+        start_day=r.uniform(0, max(0.0, days - 10)),
         pivots_to_new_model=r.random() < 0.8,
         multi_turn_rate=r.uniform(0.0, 0.25),
         user_agents=tuple(r.sample(USER_AGENTS_SDK + USER_AGENTS_BROWSER, r.randint(1, 3))),
         rubric_scale=r.choice((5, 7, 10, 100)),
         criteria=tuple(r.sample(V.RUBRIC_CRITERIA, r.randint(1, 3))),
+        adaptive=r.random() < adaptive_share,
+        client=r.choices(("app", "sdk", "key_only"), weights=CAMPAIGN_CLIENT_MIX)[0],
     )
 
 

@@ -12,13 +12,25 @@ import random
 from collections.abc import Callable
 
 from distillguard.data import sim_vocabulary as V
+from distillguard.data.sim_drift import STATIC_VOCABULARY, Vocabulary
 
 Grammar = Callable[[random.Random], str]
 
 
+class PromptRandom(random.Random):
+    """The random stream prompts are drawn from, carrying the vocabulary of the moment (the week's
+    topic mix and new concepts). The simulator moves `vocabulary` as an account's time advances;
+    a plain `random.Random` draws from the static vocabulary."""
+
+    def __init__(self, seed: object = None, vocabulary: Vocabulary = STATIC_VOCABULARY) -> None:
+        super().__init__(seed)
+        self.vocabulary = vocabulary
+
+
 def _concept(r: random.Random, domain: str | None = None) -> tuple[str, str]:
-    domain = domain or r.choice(tuple(V.TOPICS))
-    return domain, r.choice(V.TOPICS[domain])
+    vocab: Vocabulary = getattr(r, "vocabulary", STATIC_VOCABULARY)
+    domain = domain or vocab.domain(r)
+    return domain, vocab.concept(r, domain)
 
 
 def sentence(r: random.Random) -> str:
@@ -62,8 +74,8 @@ def code_snippet(r: random.Random) -> str:
 def casual(r: random.Random) -> str:
     domain, c = _concept(r)
     frames = (
-        lambda: f"what's a good recipe for {r.choice(V.TOPICS['cooking'])}",
-        lambda: f"any tips for {r.choice(V.TOPICS['travel'])}?",
+        lambda: f"what's a good recipe for {_concept(r, 'cooking')[1]}",
+        lambda: f"any tips for {_concept(r, 'travel')[1]}?",
         lambda: f"i'm {r.choice(V.MOODS)}, tell me something interesting about {c}",
         lambda: f"recommend a movie like {r.choice(('inception', 'amelie', 'the matrix', 'spirited away', 'heat'))}",
         lambda: f"is {r.choice(V.PRODUCTS)} worth buying",
@@ -74,7 +86,7 @@ def casual(r: random.Random) -> str:
         lambda: f"why is {c} a thing?",
         lambda: f"hey! quick question about {c}",
         lambda: f"need a quick answer: is {c} related to {_concept(r, domain)[1]}?",
-        lambda: f"how do i deal with {r.choice(V.TOPICS['psychology'])}",
+        lambda: f"how do i deal with {_concept(r, 'psychology')[1]}",
         lambda: f"give me {r.randint(3, 10)} ideas for {r.choice(('a date night', 'a rainy day', 'a team lunch', 'a gift'))}",
         lambda: f"translate 'where is the train station' into {r.choice(V.HUMAN_LANGUAGES)}",
         lambda: f"what's the difference between {c} and {_concept(r, domain)[1]}",
@@ -147,7 +159,7 @@ def researcher(r: random.Random) -> str:
         lambda: f"critique this abstract: {paragraph(r, 3, 6)}",
         lambda: f"what statistical test fits a study of {c} with {r.randint(20, 2000)} participants",
         lambda: f"draft a related work paragraph on {c}",
-        lambda: f"explain the intuition behind {r.choice(V.TOPICS['statistics'])} for a talk on {c}",
+        lambda: f"explain the intuition behind {_concept(r, 'statistics')[1]} for a talk on {c}",
     )
     return r.choice(frames)()
 

@@ -45,13 +45,32 @@ class AccountInfra:
         return r.choice(self.endpoints)
 
 
-def person_infra(r: random.Random, archetype: str) -> AccountInfra:
+#: How an account reaches the API, which decides the optional fields its events carry:
+#: `app` (a chat front end: conversation ids, browser user agent), `sdk` (direct API calls: no
+#: conversation id, an SDK user agent), `key_only` (behind a gateway that forwards only the key's
+#: hash: no conversation id, IP, ASN, payment fingerprint or user agent).
+CLIENT_KINDS: tuple[str, ...] = ("app", "sdk", "key_only")
+#: archetype -> probabilities of (app, sdk, key_only). About 40% of organic accounts send no
+#: conversation id. Campaigns draw theirs in `sim_campaigns` (they lean to the API, as do developers
+#: and every script).
+CLIENT_MIX: dict[str, tuple[float, float, float]] = {
+    "casual": (0.72, 0.20, 0.08), "student": (0.72, 0.20, 0.08), "writer": (0.72, 0.20, 0.08),
+    "professional": (0.55, 0.30, 0.15), "developer": (0.30, 0.55, 0.15), "researcher": (0.35, 0.50, 0.15),
+    "eval_runner": (0.0, 0.75, 0.25), "coding_agent": (0.40, 0.40, 0.20), "support_bot": (0.0, 0.60, 0.40),
+    "data_labelling": (0.30, 0.70, 0.0),
+}
+
+
+def client_kind(r: random.Random, archetype: str) -> str:
+    return r.choices(CLIENT_KINDS, weights=CLIENT_MIX[archetype])[0]
+
+
+def person_infra(r: random.Random, archetype: str, client: str = "app") -> AccountInfra:
     """An individual's or a benign service's own IPs, card and client."""
     hosting = archetype in ("eval_runner", "support_bot") or r.random() < 0.1  # VPN users, cloud runners
     asns = HOSTING_ASNS if hosting else RESIDENTIAL_ASNS
     endpoints = tuple(Endpoint(random_ip(r), r.choice(asns)) for _ in range(r.choice((1, 1, 2, 3))))
-    sdk_share = {"casual": 0.05, "student": 0.05, "writer": 0.05, "professional": 0.15, "researcher": 0.3,
-                 "developer": 0.6}.get(archetype, 0.95)
+    sdk_share = 0.95 if client != "app" else {"developer": 0.3, "researcher": 0.15}.get(archetype, 0.05)
     uas = tuple(r.choice(USER_AGENTS_SDK if r.random() < sdk_share else USER_AGENTS_BROWSER)
                 for _ in range(r.choice((1, 1, 2))))
     paid = r.random() < (0.55 if archetype in ("casual", "student", "writer") else 0.9)

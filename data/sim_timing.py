@@ -31,7 +31,7 @@ def _split_sizes(rng: np.random.Generator, n: int, mean_size: float) -> np.ndarr
     """Split n prompts into sessions of at least one prompt, sizes roughly geometric."""
     n_sessions = int(max(1, min(n, round(n / max(mean_size, 1.0)))))
     extra = rng.multinomial(n - n_sessions, rng.dirichlet(np.ones(n_sessions))) if n > n_sessions else 0
-    return 1 + extra
+    return np.ones(n_sessions, dtype=np.int64) + extra
 
 
 def session_times(rng: np.random.Generator, n: int, *, tz_hours: float, first_day: float, last_day: float,

@@ -20,7 +20,8 @@ class SimulatorConfig(BaseModel):
     accounts: int = Field(2000, ge=20, le=2_000_000, description="number of accounts in total")
     seed: int = Field(0, description="master seed; every account and campaign derives its own from it")
     start: datetime = Field(datetime(2026, 3, 2, tzinfo=timezone.utc), description="UTC start of the window")
-    days: float = Field(28.0, ge=3, le=365, description="length of the traffic window in days")
+    days: float = Field(42.0, ge=3, le=365, description="length of the traffic window in days (six weeks: "
+                        "enough for a training period and a later, out-of-time period)")
     organic_mix: dict[str, float] = Field(
         default_factory=lambda: {"casual": 0.30, "student": 0.18, "writer": 0.12, "developer": 0.20,
                                  "researcher": 0.08, "professional": 0.12},
@@ -37,11 +38,37 @@ class SimulatorConfig(BaseModel):
     campaigns_per_style: int = Field(2, ge=1, le=50)
     hydra_mix: tuple[float, float] = Field(
         (0.0, 0.6), description="range of the share of mundane organic-looking prompts a campaign mixes in")
-    release_day: float = Field(16.0, ge=0, description="day a new model is released (the model pivot)")
+    release_day: float = Field(20.0, ge=0, description="day a new model is released (the model pivot)")
     old_model: str = "atlas-2"
     mini_model: str = "atlas-2-mini"
     new_model: str = "atlas-3"
     chunk_rows: int = Field(100_000, ge=1, description="events generated and written per chunk (bounds memory)")
+
+    # -- the organic side as messy as real traffic ----------------------------------------------
+    weekly_drift: float = Field(0.6, ge=0, le=1, description="how fast the topic mix and vocabulary move week to "
+                                "week (0: stationary traffic); new concepts appear every week")
+    established_fraction: float = Field(0.35, ge=0, le=1, description="share of organic accounts active since the "
+                                        "window's start; the others sign up at random times inside it")
+    light_account_fraction: float = Field(0.3, ge=0, le=0.9, description="share of organic accounts that send only "
+                                          "1-5 prompts in the window (new and occasional users)")
+    popular_text_rate: tuple[float, float] = Field(
+        (0.02, 0.2), description="range of the per-account share of prompts that are texts many unrelated users send "
+        "(greetings, the week's viral prompts, benchmark puzzles)")
+    template_rate: tuple[float, float] = Field(
+        (0.0, 0.12), description="range of the per-account share of prompts wrapped in a tutorial template")
+    cohort_rate: tuple[float, float] = Field(
+        (0.15, 0.5), description="range of the per-account share of prompts a cohort member takes from its cohort "
+        "(a class's homework, a bootcamp's interview questions, a course's or a team's template)")
+    cohort_membership: float = Field(1.0, ge=0, le=2, description="scales how many organic accounts join cohorts")
+    no_network_fraction: float = Field(0.15, ge=0, le=1, description="share of accounts whose traffic arrives "
+                                       "without IP and ASN (forwarded by a proxy that strips them)")
+
+    # -- adaptive harvesters ------------------------------------------------------------------------
+    adaptive_campaign_share: float = Field(0.3, ge=0, le=1, description="chance that a campaign is adaptive: its "
+                                           "accounts copy an organic person's timing, conversation grouping, model "
+                                           "choice, client metadata and volume")
+    all_campaigns_adaptive: bool = Field(False, description="make every campaign adaptive (only what accounts ask "
+                                         "and how they share it is left to detect)")
 
     @field_validator("organic_mix", "hard_benign_mix")
     @classmethod
@@ -64,12 +91,12 @@ class SimulatorConfig(BaseModel):
             raise ValueError("campaign styles must not repeat")
         return v
 
-    @field_validator("hydra_mix")
+    @field_validator("hydra_mix", "popular_text_rate", "template_rate", "cohort_rate")
     @classmethod
-    def _hydra_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+    def _rate_range(cls, v: tuple[float, float], info) -> tuple[float, float]:
         lo, hi = v
         if not 0 <= lo <= hi <= 0.9:
-            raise ValueError("hydra_mix must be (low, high) with 0 <= low <= high <= 0.9")
+            raise ValueError(f"{info.field_name} must be (low, high) with 0 <= low <= high <= 0.9")
         return v
 
     @model_validator(mode="after")
@@ -78,4 +105,11 @@ class SimulatorConfig(BaseModel):
             raise ValueError("hard_benign_fraction + harvest_fraction must leave room for organic accounts")
         if self.release_day >= self.days:
             raise ValueError("release_day must fall inside the window (< days)")
+        if self.popular_text_rate[1] + self.template_rate[1] + self.cohort_rate[1] > 0.95:
+            raise ValueError("popular_text_rate, template_rate and cohort_rate highs must sum to at most 0.95: "
+                             "people also write their own prompts")
         return self
+
+    @property
+    def campaign_adaptive_share(self) -> float:
+        return 1.0 if self.all_campaigns_adaptive else self.adaptive_campaign_share
