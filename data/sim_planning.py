@@ -124,11 +124,14 @@ def plan_accounts(config: SimulatorConfig) -> tuple[list[AccountPlan], list[Camp
     hard_names, hard_p = _weights(config.hard_benign_mix)
     archetypes = list(rng.choice(org_names, size=n_organic, p=org_p)) + list(rng.choice(hard_names, size=n_hard, p=hard_p))
 
+    # ids from their own stream, keyed by the world's size too: worlds of one seed and different sizes
+    # (the same campaigns and weeks at another scale) share no account id
+    id_rng = np.random.default_rng([config.seed, 4, n])
     ids = set()
     while len(ids) < n:
-        ids.update("acct_" + "%010x" % int(v) for v in rng.integers(0, 2 ** 40, size=n - len(ids)))
+        ids.update("acct_" + "%010x" % int(v) for v in id_rng.integers(0, 2 ** 40, size=n - len(ids)))
     id_list = sorted(ids)
-    rng.shuffle(id_list)
+    id_rng.shuffle(id_list)
 
     plans: list[AccountPlan] = []
     team_sizes: dict[int, int] = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+
+import numpy as np
 from typing import Annotated, Optional
 
 import typer
@@ -192,6 +194,9 @@ def train(
     profile: Profile = None,
     lgb_params: Annotated[str, typer.Option("--lgb-params", help="JSON overriding LightGBM parameters")] = "{}",
     time_to_detection: Annotated[bool, typer.Option("--time-to-detection/--no-time-to-detection")] = True,
+    holdout_days: Annotated[float, typer.Option("--holdout-days", help="length of the later period held out as "
+                                                "the out-of-time population (used when the hold-out is first "
+                                                "frozen)")] = 14.0,
     mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
     on_bad_rows: OnBadRows = "fail",
@@ -203,6 +208,7 @@ def train(
     from distillguard.data.readers import read_labels
     from distillguard.features.embedding import DEFAULT_PROFILE
     from distillguard.training.dataset import TrainingDataError
+    from distillguard.training.holdouts import HoldoutRules
     from distillguard.training.train_job import TrainConfig, run_training
 
     try:
@@ -218,7 +224,8 @@ def train(
         _fail(str(exc))
     cfg = TrainConfig(seed=seed, profile=profile or DEFAULT_PROFILE,
                       holdout_campaigns=tuple(c for c in holdout_campaigns.split(",") if c),
-                      lgb_params=params, time_to_detection=time_to_detection, store_dir=store)
+                      lgb_params=params, time_to_detection=time_to_detection, store_dir=store,
+                      holdout=HoldoutRules(holdout_days=holdout_days))
     try:
         result = run_training(ev, lab, _registry(mlruns), cfg, log=lambda m: typer.echo(f"- {m}"))
     except TrainingDataError as exc:
@@ -226,18 +233,74 @@ def train(
     _print_training(result)
 
 
-def _print_training(result) -> None:
+def _console():
+    """A rich console; when output is not a terminal, wide enough that tables are not squeezed."""
+    import sys
+
     from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.1%}"
+
+
+def _num(x: float) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def _print_training(result) -> None:
     from rich.table import Table
 
-    console = Console()
-    t = Table(title="Hold-out: distillguard and the baselines a user would otherwise reach for")
-    for c in ("detector", "ROC-AUC", "PR-AUC", "recall@1% FPR", "recall@0.1% FPR"):
-        t.add_column(c, justify="right" if c != "detector" else "left")
-    for name, row in result.tables["comparison"].iterrows():
-        t.add_row(name, *(f"{row[k]:.3f}" for k in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")))
+    from distillguard.training.holdouts import SINGLE_PERIOD
+
+    console = _console()
+    loud = result.holdout.kind == SINGLE_PERIOD
+    console.print(("[bold red]" if loud else "[bold]") + result.holdout.note + ("[/bold red]" if loud else "[/bold]"))
+    rep = result.report
+    t = Table(title="Hold-outs: what a live API will see (decisions at the model's own review/block thresholds)")
+    for c in ("hold-out", "organic / harvesting", "ROC-AUC", "recall@1% FPR", "recall@0.1% FPR",
+              "organic flagged", "organic blocked", "organic allowed"):
+        t.add_column(c, justify="left" if c == "hold-out" else "right")
+    names = {"out_of_time": "out of time, whole population", "adaptive": "adaptive copy (tells stripped)",
+             "cold_start": "cold start (first 1-3 prompts)", "in_period": "in-period random split (secondary)",
+             "unseen_campaigns": "unseen campaigns (--holdout-campaigns)"}
+    for key, label in names.items():
+        if key not in rep:
+            continue
+        r = rep[key]
+        t.add_row(label, f"{r['organic_accounts']:,} / {r['harvest_accounts']:,}", _num(r["roc_auc"]),
+                  _num(r["recall_at_1pct_fpr"]), _num(r["recall_at_0.1pct_fpr"]), _pct(r["organic_flagged"]),
+                  _pct(r["organic_blocked"]), _pct(r.get("organic_allowed", float("nan"))))
     console.print(t)
-    lt = Table(title="Leave one campaign style out (trained without it)")
+    oot = rep["out_of_time"]
+    at = Table(title="Out of time: organic accounts flagged and blocked, by archetype")
+    for c in ("archetype", "accounts", "flagged", "blocked"):
+        at.add_column(c)
+    for arch, row in oot["by_archetype"].items():
+        at.add_row(arch, str(row["accounts"]), _pct(row["flagged"]), _pct(row["blocked"]))
+    console.print(at)
+    st = Table(title="Out of time and adaptive copy: recall at 1% FPR by campaign style and by prompts per account")
+    for c in ("group", "accounts", "out of time", "adaptive copy"):
+        st.add_column(c)
+    for style, row in oot["by_style"].items():
+        st.add_row(f"style {style}", str(row["accounts"]), _num(row["recall_at_1pct_fpr"]),
+                   _num(rep["adaptive"]["by_style"].get(style, {}).get("recall_at_1pct_fpr", float("nan"))))
+    for bucket, row in oot["by_volume"].items():
+        st.add_row(f"prompts {bucket.replace('le', '<= ').replace('gt', '> ')}", str(row["harvest_accounts"]),
+                   _num(row["recall_at_1pct_fpr"]), _num(rep["adaptive"]["by_volume"][bucket]["recall_at_1pct_fpr"]))
+    console.print(st)
+    if "largest_component" in oot:
+        console.print(f"out of time: largest coordination component {oot['largest_component']:.0f} accounts; "
+                      f"organic accounts in a component of more than 5: {_pct(oot['organic_in_component_gt5'])}")
+    ct = Table(title="Out of time: distillguard and the baselines a user would otherwise reach for")
+    for c in ("detector", "ROC-AUC", "PR-AUC", "recall@1% FPR", "recall@0.1% FPR"):
+        ct.add_column(c, justify="right" if c != "detector" else "left")
+    for name, row in result.tables["comparison"].iterrows():
+        ct.add_row(name, *(f"{row[k]:.3f}" for k in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")))
+    console.print(ct)
+    lt = Table(title="Leave one campaign style out (trained without it, tested out of time)")
     for c in ("style", "accounts", "recall@1% FPR", "recall@0.1% FPR"):
         lt.add_column(c)
     for style, row in result.tables["leave_one_style_out"].iterrows():
@@ -246,10 +309,14 @@ def _print_training(result) -> None:
     m = result.metrics
     if "ttd_median_prompts" in m:
         console.print(f"time to detection: median {m['ttd_median_prompts']:.0f} prompts, 90th percentile "
-                      f"{m['ttd_p90_prompts']:.0f}; {m['ttd_detected_share']:.0%} of hold-out harvesting accounts reach review")
+                      f"{m['ttd_p90_prompts']:.0f}; {m['ttd_detected_share']:.0%} of out-of-time harvesting accounts "
+                      "reach review")
     if result.champion_metrics:
-        console.print("candidate vs champion on the frozen hold-out: " + ", ".join(
-            f"{k} {m[k]:.3f} vs {result.champion_metrics[k]:.3f}" for k in result.champion_metrics))
+        from distillguard.training.promotion import GATE_FIGURES
+
+        console.print("candidate vs champion on the same hold-outs: " + ", ".join(
+            f"{k} {m.get(k, float('nan')):.3f} vs {result.champion_metrics.get(k, float('nan')):.3f}"
+            for k in GATE_FIGURES))
     console.print(f"[bold]{result.verdict}[/bold] (run {result.run_id}, {result.seconds:.0f} s)")
 
 
@@ -283,20 +350,22 @@ def score(
 @app.command()
 def models(mlruns: MlrunsDir = Path("mlruns")) -> None:
     """List registered versions, their aliases and headline hold-out metrics."""
-    from rich.console import Console
     from rich.table import Table
 
     reg = _registry(mlruns)
     aliases = reg.aliases()
     t = Table(title="distillguard models")
-    for c in ("version", "aliases", "created", "ROC-AUC", "recall@1% FPR", "recall@0.1% FPR"):
+    columns = {"oot.roc_auc": "ROC-AUC", "oot.recall_at_1pct_fpr": "recall@1% FPR",
+               "oot.recall_at_0.1pct_fpr": "recall@0.1% FPR", "oot.organic_blocked": "organic blocked",
+               "adaptive.recall_at_1pct_fpr": "adaptive recall@1%", "cold_start.organic_allowed": "cold start allowed"}
+    for c in ("version", "aliases", "created", "hold-out", *columns.values()):
         t.add_column(c)
     for v in reg.versions():
         tags = v.tags
         t.add_row(str(v.version), ", ".join(a for a, ver in aliases.items() if ver == str(v.version)),
                   time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.creation_timestamp / 1000)),
-                  *(tags.get(f"holdout.{k}", "-")[:5] for k in ("roc_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")))
-    Console().print(t)
+                  tags.get("holdout_kind", "legacy"), *(tags.get(f"holdout.{k}", "-")[:5] for k in columns))
+    _console().print(t)
 
 
 @app.command()
@@ -520,9 +589,12 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     mlruns: MlrunsDir = Path("mlruns"),
 ) -> None:
-    """The main job end to end on the embedded defaults: simulate labelled traffic, validate it,
-    train and register a model (promoted only if it beats the champion), then score a fresh week of
-    traffic with accounts the model never saw."""
+    """The main job end to end on the embedded defaults: simulate six weeks of labelled traffic,
+    validate it, train on the first four weeks and judge the model on the last two as a whole
+    population (out of time), on its adaptive copy and on its cold-start cut, register it (promoted
+    only through the gate), then score a fresh week after the window with accounts the model never saw."""
+    from datetime import timedelta
+
     from distillguard.data.readers import read_events, read_labels
     from distillguard.data.simulator import write_simulation
     from distillguard.data.simulator_config import SimulatorConfig
@@ -532,7 +604,8 @@ def demo(
     from distillguard.workbench.snapshot import build_snapshot, events_digest
 
     t0 = time.perf_counter()
-    events, labels, rows = write_simulation(SimulatorConfig(accounts=accounts, seed=seed), out / "sim", progress=True)
+    world = SimulatorConfig(accounts=accounts, seed=seed)
+    events, labels, rows = write_simulation(world, out / "sim", progress=True)
     typer.echo(f"[1/5] simulated {rows:,} events for {accounts:,} accounts -> {events.parent} "
                f"({time.perf_counter() - t0:.0f} s)")
     typer.echo("[2/5] " + format_report(validate_files(events, labels)))
@@ -543,8 +616,9 @@ def demo(
                           log=lambda m: typer.echo(f"      {m}"))
     typer.echo(f"[3/5] trained ({result.seconds:.0f} s):")
     _print_training(result)
-    fresh, _, _ = write_simulation(SimulatorConfig(accounts=max(100, accounts // 5), seed=seed + 1000),
-                                   out / "fresh", progress=True)
+    week_after = SimulatorConfig(accounts=max(100, accounts // 5), seed=seed + 1000, days=7, release_day=3,
+                                 start=world.start + timedelta(days=world.days))
+    fresh, _, _ = write_simulation(week_after, out / "fresh", progress=True)
     bundle = load_bundle(reg, "models:/distillguard@champion")
     # one pass over the fresh accounts gives both their scores and the analyst snapshot
     meta, table = build_snapshot(read_events(fresh), bundle, bundle.open_embeddings(store), out / "workbench",
@@ -553,7 +627,8 @@ def demo(
                                          "model_uri": "models:/distillguard@champion"})
     table.to_csv(out / "scores.csv", index=False)
     counts = table["decision"].value_counts().to_dict()
-    typer.echo(f"[4/5] scored {len(table):,} unseen accounts with champion v{bundle.info['version']}: "
+    typer.echo(f"[4/5] scored {len(table):,} unseen accounts of the week after with champion "
+               f"v{bundle.info['version']}: "
                + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block"))
                + f" -> {out / 'scores.csv'}")
     top = table.sort_values("score", ascending=False)["account_id"].iloc[0]

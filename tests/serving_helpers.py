@@ -113,6 +113,7 @@ def build_world(root: Path) -> dict:
         "--mlruns", mlruns, "--store", store)
     events = pd.read_parquet(root / "sim" / "events.parquet")
     holdout = pd.read_csv(root / "mlruns" / "holdout" / "labels.csv", dtype={"account_id": str})
+    holdout = holdout[holdout["evaluated"]]  # accounts new in the hold-out period (never trained on)
     offline = pd.read_csv(root / "offline.csv", dtype={"account_id": str}).set_index("account_id")
     sizes = events.groupby("account_id").size()
     harvest = holdout[holdout["label"] == 1]["account_id"]

@@ -28,7 +28,8 @@ def ctx(tmp_path_factory) -> EmbeddingContext:
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate(SimulatorConfig(accounts=150, seed=21))
+    # scripted campaigns only: these tests check what behaviour and templating features see
+    return simulate(SimulatorConfig(accounts=150, seed=21, adaptive_campaign_share=0.0))
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,10 @@ def test_paraphrased_reasoning_extraction_scores_as_elicitation(ctx):
 
 
 def test_wrapped_templated_harvesters_score_higher_on_templating_and_intent_than_people(table):
-    harvest = table[table["label"] == 1]
-    people = table[table["campaign"].isin(PEOPLE)]
+    # a wrapper shows as a repeated opening or closing only once an account has sent enough prompts
+    harvest = table[(table["label"] == 1) & (table["volume"] >= 30)]
+    people = table[table["campaign"].isin(PEOPLE) & (table["volume"] >= 30)]
+    assert len(harvest) >= 5 and len(people) >= 10
     assert harvest["skeleton_rate"].median() > people["skeleton_rate"].median() + 0.2
     assert harvest["any_intent_rate"].median() > people["any_intent_rate"].median()
     assert harvest["quiet_8h_share"].median() > 0.2 > people["quiet_8h_share"].median()

@@ -50,14 +50,22 @@ def test_first_model_is_registered_promoted_and_evaluated(work, first):
     reg = Registry(work / "mlruns-a")
     assert reg.aliases() == {"champion": "1", "challenger": "1"}
     metrics = holdout_tags(work / "mlruns-a", "1")
-    for key in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr", "ttd_median_prompts"):
+    for key in ("oot.roc_auc", "oot.pr_auc", "oot.recall_at_1pct_fpr", "oot.recall_at_0.1pct_fpr",
+                "oot.organic_flagged", "oot.organic_blocked", "adaptive.recall_at_1pct_fpr",
+                "cold_start.organic_allowed", "in_period.recall_at_1pct_fpr", "ttd_median_prompts"):
         assert f"holdout.{key}" in metrics
-    assert metrics["holdout.roc_auc"] > 0.8
+    assert metrics["holdout.oot.roc_auc"] > 0.8
+    # the hold-out is the later period scored as a whole population, and the report says so
+    assert "out of time: the 14 days from" in first.stdout
+    for text in ("adaptive copy", "cold start", "in-period random split", "by archetype", "prompts <= 30",
+                 "Leave one campaign style out", "reasoning-keyword", "IsolationForest", "time to detection"):
+        assert text in first.stdout, text
     # the evaluation tables and pictures are saved beside the run
-    for text in ("Leave one campaign style out", "reasoning-keyword", "IsolationForest", "time to detection"):
-        assert text in first.stdout
     artifacts = {p.name for p in (work / "mlruns-a").rglob("*.png")}
-    assert {"pr_curve.png", "score_histograms.png", "feature_importance.png"} <= artifacts
+    assert {"pr_curve.png", "score_histograms.png", "feature_importance.png", "holdout_summary.png"} <= artifacts
+    report = json.loads(next((work / "mlruns-a").rglob("holdout_report.json")).read_text())
+    assert report["holdout"]["kind"] == "out_of_time"
+    assert set(report["out_of_time"]["by_volume"]) == {"le5", "le30", "le100", "gt100"}
 
 
 def test_training_twice_with_the_same_seed_gives_the_same_metrics(work, first):
@@ -123,3 +131,18 @@ def test_bad_inputs_give_clear_errors(work, first, tmp_path):
     assert res.returncode == 1 and "nonexistent" in res.stderr
     for r in (res,):
         assert "Traceback" not in r.stderr
+
+
+def test_single_period_data_is_said_loudly_not_hidden(work, tmp_path):
+    cfg = tmp_path / "short.json"
+    cfg.write_text(json.dumps({"days": 9, "release_day": 4}))
+    assert run("simulate", "--out", str(tmp_path / "short"), "--accounts", "160", "--seed", "6",
+               "--config", str(cfg)).returncode == 0
+    res = run("train", "--events", str(tmp_path / "short/events.parquet"), "--labels",
+              str(tmp_path / "short/labels.csv"), "--mlruns", str(tmp_path / "m"), "--store", str(work / "store"),
+              "--no-time-to-detection")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "SINGLE PERIOD" in res.stdout and "WARNING" in res.stdout
+    assert "cannot see drift" in res.stdout
+    report = json.loads(next((tmp_path / "m").rglob("holdout_report.json")).read_text())
+    assert report["holdout"]["kind"] == "single_period"

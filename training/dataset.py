@@ -73,4 +73,21 @@ def stratified_split(labels: pd.DataFrame, *, seed: int, validation: float = 0.2
         hold.extend(ids[:n_hold])
         val.extend(ids[n_hold:n_hold + n_val])
         train.extend(ids[n_hold + n_val:])
+    _give_validation_both_classes(labels, train, val)
     return Split(sorted(train), sorted(val), sorted(hold))
+
+
+def _give_validation_both_classes(labels: pd.DataFrame, train: list[str], val: list[str]) -> None:
+    """Calibration needs both classes in validation: when many small campaigns put every harvesting
+    account in train, move one (from the largest campaign) across, if train keeps at least two."""
+    label = labels.set_index("account_id")["label"]
+    for cls in (1, 0):
+        if any(label[a] == cls for a in val):
+            continue
+        in_train = [a for a in train if label[a] == cls]
+        if len(in_train) >= 3:
+            camp = labels.set_index("account_id")["campaign"]
+            largest = camp[in_train].value_counts().index[0]
+            moved = sorted(a for a in in_train if camp[a] == largest)[0]
+            train.remove(moved)
+            val.append(moved)

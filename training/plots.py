@@ -53,3 +53,30 @@ def feature_importance(importance: pd.Series, path: Path, top: int = 25) -> Path
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def holdout_summary(report: dict[str, dict], path: Path) -> Path:
+    """Side by side per hold-out: recall at 1% and 0.1% organic FPR, and the organic accounts the
+    model's own thresholds flag and block (the operator's figures, on a log scale)."""
+    names = [n for n in ("out_of_time", "adaptive", "cold_start", "in_period") if n in report]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(names))
+    for i, (key, label) in enumerate((("recall_at_1pct_fpr", "recall @1% FPR"), ("recall_at_0.1pct_fpr", "recall @0.1% FPR"))):
+        vals = [report[n].get(key, np.nan) for n in names]
+        left.bar(x + (i - 0.5) * 0.38, np.nan_to_num(vals), 0.38, label=label)
+    left.set_xticks(x, [n.replace("_", "-") for n in names], fontsize=8)
+    left.set(ylim=(0, 1.05), title="Harvesting accounts caught")
+    left.legend(fontsize=7)
+    for i, (key, label) in enumerate((("organic_flagged", "organic flagged"), ("organic_blocked", "organic blocked"))):
+        vals = np.array([report[n].get(key, np.nan) for n in names], dtype=float)
+        right.bar(x + (i - 0.5) * 0.38, np.clip(np.nan_to_num(vals), 1e-4, None), 0.38, label=label)
+    right.axhline(0.01, color="orange", ls="--", lw=1)
+    right.axhline(0.001, color="red", ls=":", lw=1)
+    right.set_yscale("log")
+    right.set_xticks(x, [n.replace("_", "-") for n in names], fontsize=8)
+    right.set(title="Organic accounts (targets: 1% flagged, 0.1% blocked)")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
