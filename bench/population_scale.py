@@ -98,7 +98,7 @@ def one(n_target: int, share: float, seed: int, work: Path, store: Path, mlruns:
     pop = score_population(bundle, events, ctx)
     seconds = time.perf_counter() - t0
     fig = population_figures(labels, pop.scores, pop.decisions, events.groupby("account_id").size(),
-                             pop.features["component_size"] if "component_size" in pop.features else None)
+                             pop.features["community_size"] if "community_size" in pop.features else None)
     return {"n": int(labels["account_id"].nunique()), "events": int(len(events)), "organic": fig["organic_accounts"],
             "harvest": fig["harvest_accounts"], "organic_flagged": fig["organic_flagged"],
             "organic_blocked": fig["organic_blocked"], "recall_1": fig["recall_at_1pct_fpr"],

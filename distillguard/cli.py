@@ -152,23 +152,35 @@ def baseline_fit(
 @app.command()
 def features(
     events: Annotated[Path, typer.Option("--events", help="events file")],
-    baseline: Annotated[Path, typer.Option("--baseline", help="feature state written by `baseline fit`")],
     out: Annotated[Path, typer.Option("--out", help="account feature table (.parquet or .csv)")],
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="a feature state folder (a model bundle's "
+                                                     "feature_state) instead of a registered model")] = None,
+    model_uri: Annotated[str, typer.Option("--model-uri", help="the registered model whose feature state (baseline, "
+                                           "prompt intent model) to use")] = "models:/distillguard@champion",
+    mlruns: Annotated[Path, typer.Option("--mlruns", help="MLflow folder: sqlite db and artifacts")] = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
     on_bad_rows: OnBadRows = "fail",
 ) -> None:
-    """Build the account feature table: one row per account."""
+    """Build the account feature table: one row per account, all accounts of the file as one population."""
     from distillguard.features.pipeline import EmbeddingContext, FeatureState, FeatureStateError, build_features
+    from distillguard.training.bundle import BundleError
+    from distillguard.training.registry import RegistryError
 
     ev = _read_events_or_fail(events, on_bad_rows)
     try:
-        state = FeatureState.load(baseline)
-        ctx = EmbeddingContext.open(state.profile, store)
-        state = FeatureState.load(baseline, expected_identity=ctx.embedder.identity)
-    except (FeatureStateError, ValueError, RuntimeError) as exc:
+        if baseline is not None:
+            state = FeatureState.load(baseline)
+            ctx = EmbeddingContext.open(state.profile, store)
+            state = FeatureState.load(baseline, expected_identity=ctx.embedder.identity)
+        else:
+            from distillguard.training.train_job import load_bundle
+
+            bundle = load_bundle(_registry(mlruns), model_uri)
+            state, ctx = bundle.state, bundle.open_embeddings(store)
+        t0 = time.perf_counter()
+        table = build_features(ev, state, ctx, show_progress=True)
+    except (FeatureStateError, BundleError, RegistryError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    t0 = time.perf_counter()
-    table = build_features(ev, state, ctx, show_progress=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out) if out.suffix == ".csv" else table.to_parquet(out)
     typer.echo(f"{len(table):,} accounts x {table.shape[1]} features -> {out} ({time.perf_counter() - t0:.1f} s)")
@@ -294,6 +306,15 @@ def _print_training(result) -> None:
     if "largest_component" in oot:
         console.print(f"out of time: largest coordination component {oot['largest_component']:.0f} accounts; "
                       f"organic accounts in a component of more than 5: {_pct(oot['organic_in_component_gt5'])}")
+    if "family_ablation" in result.tables:
+        ab = Table(title="Family ablation: detectors trained on content only / behaviour only / all features")
+        for c in ("features", "oot ROC-AUC", "oot recall@1%", "oot recall@0.1%", "oot organic flagged",
+                  "oot organic blocked", "adaptive recall@1%", "cold start allowed"):
+            ab.add_column(c, justify="left" if c == "features" else "right")
+        for name, row in result.tables["family_ablation"].iterrows():
+            v = row.to_numpy()
+            ab.add_row(name, _num(v[0]), _num(v[1]), _num(v[2]), _pct(v[3]), _pct(v[4]), _num(v[5]), _pct(v[6]))
+        console.print(ab)
     ct = Table(title="Out of time: distillguard and the baselines a user would otherwise reach for")
     for c in ("detector", "ROC-AUC", "PR-AUC", "recall@1% FPR", "recall@0.1% FPR"):
         ct.add_column(c, justify="right" if c != "detector" else "left")

@@ -15,16 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distillguard.features.account_features import FeatureConfig, PromptTable, account_features
+from distillguard.features.account_features import FeatureConfig, account_features_and_graph
 from distillguard.features.baseline import OrganicBaseline
-from distillguard.features.coordination import common_skeletons
-from distillguard.features.templating import skeleton_keys
-from distillguard.features.elicitation import INTENT_EXEMPLARS, INTENTS, IntentScorer, all_segments
+from distillguard.features.coordination import common_min_accounts, common_skeletons
+from distillguard.features.elicitation import INTENT_EXEMPLARS, IntentScorer, all_segments
 from distillguard.features.embedding import Embedder, EmbedderIdentity, load_embedder
 from distillguard.features.embedding_store import EmbeddingStore
+from distillguard.features.prompt_intent import PromptInputs, PromptIntentModel
+from distillguard.features.rows import PromptTable
+from distillguard.features.templating import skeleton_keys
 from distillguard.features.text_normalization import prompt_key
 
-STATE_FORMAT = "distillguard-feature-state/v1"
+STATE_FORMAT = "distillguard-feature-state/v2"
+_P_CHUNK = 50_000  # distinct texts scored by the prompt model at a time (bounds the input matrix)
 
 
 class FeatureStateError(ValueError):
@@ -53,9 +56,20 @@ def embed_exemplars(ctx: EmbeddingContext) -> dict[str, np.ndarray]:
     return {intent: ctx.embed(list(ex)) for intent, ex in INTENT_EXEMPLARS.items()}
 
 
-def prepare_prompts(prompts: pd.Series | list[str], ctx: EmbeddingContext, scorer: IntentScorer, *,
-                    show_progress: bool = False) -> PromptTable:
-    """Embed each distinct prompt once (via the store) and score it for extraction intent."""
+@dataclass
+class PreparedPrompts:
+    """Prompt-level inputs of an events frame: the table the features read and, when asked for (to
+    fit the prompt intent model), the model inputs of each distinct text."""
+
+    table: PromptTable
+    inputs: PromptInputs | None = None
+
+
+def prepare_prompts(prompts: pd.Series | list[str], ctx: EmbeddingContext, scorer: IntentScorer,
+                    prompt_model: PromptIntentModel | None = None, *, keep_inputs: bool = False,
+                    show_progress: bool = False) -> PreparedPrompts:
+    """Embed each distinct prompt once (via the store), score it for the exemplar intents and, with a
+    fitted `prompt_model`, for harvest probability; with `keep_inputs`, keep the model inputs."""
     texts = list(prompts)
     keys = [prompt_key(p) for p in texts]
     text_ids, uniques = pd.factorize(pd.Series(keys, dtype=object))
@@ -66,7 +80,23 @@ def prepare_prompts(prompts: pd.Series | list[str], ctx: EmbeddingContext, score
     seg_texts, seg_owner = all_segments(unique_texts)
     seg_vectors = ctx.embed(seg_texts, show_progress=show_progress)
     unique_scores = scorer.score(seg_vectors, seg_owner, len(unique_texts))
-    return PromptTable(text_ids.astype(np.int64), unique_vectors, unique_scores[text_ids])
+    # whole prompt, first and last sentence of each distinct text (one sentence: all three the same)
+    start = np.searchsorted(seg_owner, np.arange(len(unique_texts)))
+    count = np.bincount(seg_owner, minlength=len(unique_texts))
+    edges = (start, start + np.minimum(count - 1, 1), start + count - 1)
+
+    def inputs_of(lo: int, hi: int) -> PromptInputs:
+        parts = [seg_vectors[e[lo:hi]] for e in edges]
+        return PromptInputs(np.hstack(parts).astype(np.float32, copy=False), unique_scores[lo:hi])
+
+    harvest_p = None
+    if prompt_model is not None:
+        p_unique = np.concatenate([prompt_model.predict_proba(inputs_of(lo, min(lo + _P_CHUNK, len(unique_texts))))
+                                   for lo in range(0, len(unique_texts), _P_CHUNK)]) if len(unique_texts) else \
+            np.zeros(0)
+        harvest_p = p_unique[text_ids]
+    table = PromptTable(text_ids.astype(np.int64), unique_vectors, unique_scores[text_ids], harvest_p)
+    return PreparedPrompts(table, inputs_of(0, len(unique_texts)) if keep_inputs else None)
 
 
 @dataclass
@@ -80,6 +110,7 @@ class FeatureState:
     common_skeletons: frozenset[int]  # wrapper skeletons several organic accounts share
     config: FeatureConfig = field(default_factory=FeatureConfig)
     fit_info: dict = field(default_factory=dict)
+    prompt_model: PromptIntentModel | None = None  # fitted on labelled campaigns by the training job
 
     @property
     def identity(self) -> EmbedderIdentity:
@@ -97,7 +128,10 @@ class FeatureState:
             "format": STATE_FORMAT, "profile": self.profile, "identity": self.identity.to_dict(),
             "intent_thresholds": self.scorer.thresholds_, "intent_quantile": self.scorer.quantile,
             "feature_config": self.config.to_dict(), "fit_info": self.fit_info,
+            "prompt_model": self.prompt_model.get_params() if self.prompt_model is not None else None,
         }, indent=2))
+        if self.prompt_model is not None:
+            np.savez(tmp / "prompt_model.npz", **self.prompt_model.to_arrays())
         np.save(tmp / "common_skeletons.npy", np.array(sorted(self.common_skeletons), dtype=np.int64))
         (tmp / "baseline_accounts.json").write_text(json.dumps(sorted(self.baseline_accounts,
                                                                       key=self.baseline_accounts.get)))
@@ -120,8 +154,12 @@ class FeatureState:
                               thresholds_={k: float(v) for k, v in meta["intent_thresholds"].items()})
         accounts = json.loads((path / "baseline_accounts.json").read_text())
         common = frozenset(np.load(path / "common_skeletons.npy").tolist())
+        prompt_model = None
+        if meta.get("prompt_model") is not None:
+            with np.load(path / "prompt_model.npz") as z:
+                prompt_model = PromptIntentModel.from_arrays({k: z[k] for k in z.files}, meta["prompt_model"])
         return cls(baseline, scorer, meta["profile"], {a: i for i, a in enumerate(accounts)}, common,
-                   FeatureConfig(**meta["feature_config"]), meta.get("fit_info", {}))
+                   FeatureConfig(**meta["feature_config"]), meta.get("fit_info", {}), prompt_model)
 
 
 def fit_feature_state(organic_events: pd.DataFrame, ctx: EmbeddingContext, *, config: FeatureConfig = FeatureConfig(),
@@ -131,7 +169,7 @@ def fit_feature_state(organic_events: pd.DataFrame, ctx: EmbeddingContext, *, co
         raise ValueError("no organic events to fit the baseline on (need accounts labelled 0)")
     t0 = time.perf_counter()
     scorer = IntentScorer(exemplar_vectors=embed_exemplars(ctx))
-    table = prepare_prompts(organic_events["prompt"], ctx, scorer, show_progress=show_progress)
+    table = prepare_prompts(organic_events["prompt"], ctx, scorer, show_progress=show_progress).table
     codes, accounts = pd.factorize(organic_events["account_id"].astype(str))
     vectors = table.unique_vectors[table.text_ids]
     usable = np.linalg.norm(vectors, axis=1) > 0  # a text with no known token has no direction
@@ -141,18 +179,34 @@ def fit_feature_state(organic_events: pd.DataFrame, ctx: EmbeddingContext, *, co
     scorer.fit(table.intent_scores)
     info = {"organic_events": int(len(organic_events)), "organic_accounts": int(len(accounts)),
             "seconds": round(time.perf_counter() - t0, 2)}
-    common = common_skeletons(codes, [skeleton_keys(p) for p in organic_events["prompt"]])
+    common = common_skeletons(codes, [skeleton_keys(p) for p in organic_events["prompt"]],
+                              min_accounts=common_min_accounts(len(accounts)))
     return FeatureState(baseline, scorer, ctx.embedder.profile, {a: i for i, a in enumerate(accounts)}, common,
                         config, info)
 
 
 def build_features(events: pd.DataFrame, state: FeatureState, ctx: EmbeddingContext, *,
-                   show_progress: bool = False) -> pd.DataFrame:
-    """The account feature table for `events` (one row per account)."""
+                   prompts: PromptTable | None = None, show_progress: bool = False) -> pd.DataFrame:
+    """The account feature table for `events` (one row per account), all of its accounts scored as one
+    population. `prompts` (aligned with `events`' rows) replaces the prompt preparation: the training
+    job passes cross-fitted harvest probabilities for the accounts the prompt model learnt from)."""
+    return build_features_and_graph(events, state, ctx, prompts=prompts, show_progress=show_progress)[0]
+
+
+def build_features_and_graph(events: pd.DataFrame, state: FeatureState, ctx: EmbeddingContext, *,
+                             prompts: PromptTable | None = None, show_progress: bool = False):
+    """`build_features` with the coordination graph (for the analyst snapshot) and the prompt table."""
     if ctx.embedder.identity != state.identity:
         raise FeatureStateError(
             f"feature state was built with embedder {state.identity.profile} ({state.identity.fingerprint}), "
             f"not {ctx.embedder.identity.profile} ({ctx.embedder.identity.fingerprint})")
-    table = prepare_prompts(events["prompt"], ctx, state.scorer, show_progress=show_progress)
-    return account_features(events, table, state.baseline, state.baseline_accounts, state.scorer.threshold_vector(),
-                            state.common_skeletons, state.config)
+    if prompts is None:
+        if state.prompt_model is None:
+            raise FeatureStateError("this feature state has no fitted prompt intent model (`train` fits it)")
+        prompts = prepare_prompts(events["prompt"], ctx, state.scorer, state.prompt_model,
+                                  show_progress=show_progress).table
+    elif len(prompts.text_ids) != len(events) or prompts.harvest_p is None:
+        raise ValueError("the prompt table must be aligned with the events and carry harvest probabilities")
+    feats, graph = account_features_and_graph(events, prompts, state.baseline, state.baseline_accounts,
+                                              state.scorer.threshold_vector(), state.common_skeletons, state.config)
+    return feats, graph, prompts

@@ -70,3 +70,14 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> float:
 def distinct_ratio(text_keys: Sequence[bytes]) -> float:
     """Distinct normalised texts over prompts (1.0: never repeats itself)."""
     return len(set(text_keys)) / len(text_keys) if len(text_keys) else float("nan")
+
+
+MIN_PAYLOAD_TOKENS = 3
+
+
+def payload(prompt: str) -> str | None:
+    """The tokens between a prompt's opening and closing skeleton runs (digits masked), or None when
+    fewer than `MIN_PAYLOAD_TOKENS` remain: what a wrapper is wrapped around."""
+    toks = tokens(prompt)
+    middle = toks[SKELETON_TOKENS:len(toks) - SKELETON_TOKENS]
+    return " ".join(middle) if len(middle) >= MIN_PAYLOAD_TOKENS else None

@@ -97,7 +97,7 @@ class RefreshWorker:
             features = features.loc[features.index.isin(set(own["account_id"]))]
             det = model.bundle.detector
             scores = det.score(features)
-            decisions = det.thresholds.decide(scores)
+            decisions = det.decide(features, scores)
             reasons = det.reasons(features)
             sizes = own.groupby("account_id").size()
             for i, acc in enumerate(features.index):

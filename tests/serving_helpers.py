@@ -99,8 +99,8 @@ class Server:
 
 def build_world(root: Path) -> dict:
     """A simulated world, a champion model trained on it, and the hold-out accounts to replay: the
-    hold-out harvester with the most events and the three people (organic accounts with 15 or more
-    events) the model scores lowest offline.
+    hold-out harvester with the most events among those the offline model blocks, and the three
+    people (organic accounts with 15 or more events) the model scores lowest offline.
 
     The small world's model has thresholds set on a few dozen organic validation accounts, so an
     organic account near them may be flagged by any model built on it; the serving tests check the
@@ -116,7 +116,8 @@ def build_world(root: Path) -> dict:
     holdout = holdout[holdout["evaluated"]]  # accounts new in the hold-out period (never trained on)
     offline = pd.read_csv(root / "offline.csv", dtype={"account_id": str}).set_index("account_id")
     sizes = events.groupby("account_id").size()
-    harvest = holdout[holdout["label"] == 1]["account_id"]
+    # the gateway must do what the offline model does: a harvester the offline model blocks
+    harvest = [a for a in holdout[holdout["label"] == 1]["account_id"] if offline.loc[a, "decision"] == "block"]
     people = holdout[(holdout["label"] == 0) & holdout["campaign"].isin(["casual", "student", "developer",
                                                                          "writer"])]["account_id"]
     people = [a for a in people if sizes[a] >= 15 and offline.loc[a, "decision"] == "allow"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from distillguard.features import coordination as C
+from distillguard.features import family_content, family_coordination, family_metadata
 from distillguard.features import temporal as TM
 from distillguard.features import templating as TP
-from distillguard.features.account_features import prada_normality
-from distillguard.features.catalog import FEATURE_NAMES, FEATURES, markdown_table
+from distillguard.features.catalog import FAMILIES, FEATURE_NAMES, FEATURES, markdown_table
+from distillguard.features.family_distribution import prada_normality
+from distillguard.features.rows import AccountRows, PromptTable
 from distillguard.features.elicitation import prompt_segments
 
 
@@ -83,49 +85,102 @@ def test_prada_normality_flags_a_stream_of_template_variants_with_occasional_jum
     assert np.isnan(prada_normality(random_stream[:5]))
 
 
-def test_accounts_sharing_a_template_land_in_one_component_and_others_stay_alone():
-    template = "Grade this answer strictly from one to ten and explain the grade: {} Return only JSON."
+def _rows(prompts: list[str], owners: list[str], p: float | list[float] = 0.9, **columns) -> AccountRows:
+    """A hand-made population: one row per prompt, one minute apart, with a given harvest probability."""
+    n = len(prompts)
+    events = pd.DataFrame({"account_id": owners, "ts": pd.Timestamp("2026-01-05", tz="UTC")
+                           + pd.to_timedelta(np.arange(n), unit="min"), "prompt": prompts, **columns})
+    text_ids = pd.factorize(pd.Series(prompts))[0].astype(np.int64)
+    vectors = _unit(np.random.default_rng(0), int(text_ids.max()) + 1)
+    harvest_p = np.full(n, p, dtype=float) if np.isscalar(p) else np.asarray(p, dtype=float)
+    return AccountRows(events, PromptTable(text_ids, vectors, np.zeros((n, 5), np.float32), harvest_p))
+
+
+def _campaign_and_bystanders() -> tuple[list[str], list[str]]:
+    openers = ["Grade this answer strictly from one to ten and explain the grade:",
+               "You are a strict evaluator of model answers; read carefully:"]
+    closers = ["Return only JSON with the score and rationale.", "Output only the integer score."]
+    topics = ["rivers", "volcanoes", "poetry", "banking", "chess", "gardens", "trains", "music", "glaciers", "bees"]
     prompts, owners = [], []
-    for a in range(4):  # four accounts of one operator share the wrapper
+    for a in range(4):  # four accounts of one operator share two wrappers around their own payloads
         for i in range(6):
-            prompts.append(template.format(f"answer number {a * 10 + i} about topic {i}"))
-            owners.append(a)
+            prompts.append(f"{openers[i % 2]} an answer about the history of {topics[(a + i) % 10]} and "
+                           f"{topics[(a * 3 + i) % 10]} in several words {closers[i % 2]}")
+            owners.append(f"h{a}")
     loners = ["how do i bake bread at home with a dutch oven tonight", "tell me a joke about cats and dogs please",
               "what time zone is tokyo in compared to london today"]
-    for a, text in enumerate(loners, start=4):
+    for a, text in enumerate(loners):
         for i in range(6):
-            prompts.append(f"{text} version {i} with more words here")
-            owners.append(a)
-    codes = np.array(owners)
-    keys = [TP.skeleton_keys(p) for p in prompts]
-    links = C.skeleton_links(codes, keys, n_accounts=7)
-    labels, sizes, neighbours = C.account_graph(links, [], 7)
-    assert len(set(labels[:4])) == 1 and sizes[0] == 4
-    assert list(sizes[4:]) == [1, 1, 1]
-    assert neighbours[0] == {1, 2, 3}
-    # two stray near-duplicate prompts between two accounts are not enough to join them
-    _, sizes, _ = C.account_graph([], [(4, 5), (4, 5)], 7)
-    assert sizes[4] == 1
-    _, sizes, _ = C.account_graph([], [(4, 5), (4, 5), (5, 4)], 7)
-    assert sizes[4] == 2
+            prompts.append(f"{text} and also about {topics[i]} {a}")
+            owners.append(f"o{a}")
+    return prompts, owners
 
 
-def test_components_ignore_common_language_shared_by_very_many_accounts():
-    n = 200
-    prompts = [f"can you explain this to me in simple words please item {i}" for i in range(n) for _ in range(2)]
-    codes = np.repeat(np.arange(n), 2)
-    links = C.skeleton_links(codes, [TP.skeleton_keys(p) for p in prompts], n_accounts=n)
-    assert links == []
+def test_accounts_sharing_wrappers_form_a_community_and_inherit_its_evidence():
+    prompts, owners = _campaign_and_bystanders()
+    rows = _rows(prompts, owners)
+    top5 = np.where(np.char.startswith(rows.account_ids.astype(str), "h"), 0.8, 0.05)
+    out, graph = family_coordination.compute(rows, top5, frozenset(), wrapper_min_texts=3)
+    idx = {a: i for i, a in enumerate(rows.account_ids)}
+    campaign = [idx[f"h{a}"] for a in range(4)]
+    assert len({graph.labels[i] for i in campaign}) == 1
+    assert out["community_size"][campaign].tolist() == [4, 4, 4, 4]
+    assert out["wrapper_share"][campaign].min() == 1.0
+    assert out["wrapper_peers"][campaign[0]] == pytest.approx(np.log2(4))
+    # members inherit the others' content evidence; accounts alone inherit nothing
+    assert out["community_intent"][campaign[0]] == pytest.approx(0.8)
+    for a in range(3):
+        i = idx[f"o{a}"]
+        assert out["community_size"][i] == 1 and out["community_intent"][i] == 0 and out["wrapper_share"][i] == 0
 
 
-def test_shared_value_counts_and_missing_column():
-    import pandas as pd
-    codes = np.array([0, 0, 1, 2, 2])
-    ips = pd.Series(["1.1.1.1", "2.2.2.2", "1.1.1.1", None, None])
-    shared, distinct, per_prompt = C.shared_value_counts(ips, codes, 3)
-    assert list(shared[:2]) == [2, 2] and np.isnan(shared[2])
-    assert list(distinct[:2]) == [2, 1]
-    assert per_prompt[0] == 1.0
+def test_common_language_and_one_shared_text_are_not_wrappers():
+    prompts, owners = _campaign_and_bystanders()
+    rows = _rows(prompts, owners)
+    keys = {int(k) for k in rows.skeleton_keys[:24].reshape(-1)}
+    # the organic reference shares these wrappers widely: common language, not a campaign
+    out, graph = family_coordination.compute(rows, np.zeros(rows.n_accounts), frozenset(keys), wrapper_min_texts=3)
+    assert out["wrapper_share"].max() == 0 and out["community_size"].max() == 1
+    # many accounts sending the same question (with a closing remark of their own) share one payload only
+    viral = [f"Reverse a singly linked list in place please. {tail}" for tail in ("Thanks!", "Explain.", "Go.")]
+    rows = _rows([viral[i % 3] for i in range(30)], [f"a{i % 10}" for i in range(30)])
+    out, _ = family_coordination.compute(rows, np.zeros(rows.n_accounts), frozenset(), wrapper_min_texts=3)
+    assert out["wrapper_share"].max() == 0
+
+
+def test_wrappers_around_ordinary_questions_link_nobody():
+    prompts, owners = _campaign_and_bystanders()
+    rows = _rows(prompts, owners, p=0.05)  # a team's template around its members' own questions
+    out, graph = family_coordination.compute(rows, np.zeros(rows.n_accounts), frozenset(), wrapper_min_texts=3)
+    assert out["wrapper_share"].max() == 1.0  # still a shared wrapper, for the model to weigh
+    assert out["community_size"].max() == 1 and len(set(graph.labels)) == rows.n_accounts
+    assert len(graph.edges) == 6  # analysts still see the four accounts' links
+
+
+def test_metadata_evidence_is_one_sided_and_absent_fields_are_neutral():
+    owners = ["a", "a", "b", "c", "c", "c", "c", "c"]
+    prompts = [f"prompt {i} with enough words to matter here" for i in range(8)]
+    ips = ["1.1.1.1", "1.1.1.1", "1.1.1.1", "9.0.0.1", "9.0.0.2", "9.0.0.3", "9.0.0.4", "9.0.0.5"]
+    out = family_metadata.compute(_rows(prompts, owners, ip=ips, payment_fingerprint=[None] * 8))
+    assert out["ip_shared_accounts"].tolist() == [1.0, 1.0, 0.0]  # log2 of 2 accounts on one IP
+    assert out["ip_rotation"].tolist() == [0.0, 0.0, 1.0]  # a new IP on every request (5+ prompts)
+    assert out["payment_shared_accounts"].tolist() == [0.0, 0.0, 0.0]
+    bare = family_metadata.compute(_rows(prompts, owners))  # no IP or payment column at all
+    assert all(v.tolist() == [0.0, 0.0, 0.0] for v in bare.values())
+
+
+def test_content_shares_need_volume_and_ignore_common_language():
+    prompts = ["hi there, can you walk me through this step by step please now"] * 3 + \
+        [f"solve problem {i} and show every intermediate step of the derivation" for i in range(40)]
+    owners = ["o1", "o2", "o3"] + ["h"] * 40
+    rows = _rows(prompts, owners, p=0.9)
+    out = family_content.compute(rows, np.full(5, 2.0, np.float32), common_text_accounts=3)
+    h, o = list(rows.account_ids).index("h"), list(rows.account_ids).index("o1")
+    # one harvest-shaped prompt is weak evidence, forty are strong; a text three accounts send is none
+    assert out["harvest_share"][h] == pytest.approx(40 / 60)
+    assert out["harvest_share"][o] == 0.0 and out["harvest_top5"][o] == 0.0
+    assert out["harvest_top5"][h] == pytest.approx(0.9)
+    assert family_content.shrunk_share(np.array([1]), np.array([1]))[0] < 0.05
 
 
 def test_prompt_segments_pick_the_edges_where_wrappers_sit():
@@ -134,9 +189,14 @@ def test_prompt_segments_pick_the_edges_where_wrappers_sit():
     assert prompt_segments("hello there") == ("hello there",)
 
 
-def test_every_feature_is_documented_once():
-    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) >= 40
+def test_every_feature_is_declared_once_by_the_family_that_computes_it():
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) >= 35
+    families = {f.__name__.rsplit("family_", 1)[1]: f for f in FAMILIES}
     for f in FEATURES:
-        assert f.meaning and f.range and f.family in {"distribution", "templating", "elicitation", "conversation",
-                                                      "temporal", "coordination", "metadata"}
+        assert f.meaning and f.range and f.family in families
+        assert f in families[f.family].COLUMNS
+        # a feature reading an optional field is one-sided evidence, so its absence cannot raise a score
+        if f.needs is not None:
+            assert f.monotone == 1 and f.needs in ("conversation_id", "model", "ip", "asn", "payment_fingerprint",
+                                                   "user_agent")
     assert markdown_table().count("\n") == len(FEATURES) + 1

@@ -103,7 +103,9 @@ def test_score_accounts_never_seen_in_training(work, first):
     merged = scores.merge(labels, on="account_id")
     assert merged.loc[merged["label"] == 1, "score"].median() > merged.loc[merged["label"] == 0, "score"].median()
     flagged = merged[merged["decision"] != "allow"]
-    assert flagged["reasons"].str.contains("=").all()  # readable "feature=value (+contribution)"
+    # reasons read as sentences about the evidence, each with its contribution in log-odds
+    assert flagged["reasons"].str.contains(r"\[\+\d", regex=True).all()
+    assert not flagged["reasons"].str.contains("nan").any()
 
 
 def test_bad_inputs_give_clear_errors(work, first, tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 from distillguard.features.pipeline import EmbeddingContext, FeatureState, build_features
 from distillguard.training.model import Detector, Thresholds
 
-BUNDLE_FORMAT = "distillguard-detector-bundle/v1"
+BUNDLE_FORMAT = "distillguard-detector-bundle/v2"
 
 
 class BundleError(ValueError):
@@ -41,7 +41,8 @@ class DetectorBundle:
             "format": BUNDLE_FORMAT,
             "feature_names": self.detector.feature_names,
             "calibration": list(self.detector.calibration),
-            "thresholds": {"review": t.review, "block": t.block, "review_fpr": t.review_fpr, "block_fpr": t.block_fpr},
+            "thresholds": t.to_dict(),
+            "organic_median": self.detector.organic_median,
             "embedder": self.state.identity.to_dict(),
             "profile": self.state.profile,
             "info": self.info,
@@ -55,11 +56,13 @@ class DetectorBundle:
         except (OSError, json.JSONDecodeError) as exc:
             raise BundleError(f"{path}: not a readable model bundle ({exc})") from None
         if meta.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{path}: unknown bundle format {meta.get('format')!r}")
+            raise BundleError(f"{path}: bundle format {meta.get('format')!r}, this version reads {BUNDLE_FORMAT!r} "
+                              "(a model trained by another version: retrain it)")
         booster = lgb.Booster(model_file=str(path / "classifier.txt"))
         t = meta["thresholds"]
         detector = Detector(booster, list(meta["feature_names"]), tuple(meta["calibration"]),
-                            Thresholds(t["review"], t["block"], t["review_fpr"], t["block_fpr"]))
+                            Thresholds(**t),
+                            {k: float(v) for k, v in meta.get("organic_median", {}).items()})
         return cls(detector, FeatureState.load(path / "feature_state"), meta.get("info", {}))
 
     def open_embeddings(self, store_dir: Path) -> EmbeddingContext:
@@ -78,7 +81,7 @@ def score_table(features: pd.DataFrame, detector: Detector) -> pd.DataFrame:
     return pd.DataFrame({
         "account_id": features.index.to_numpy(),
         "score": np.round(scores, 6),
-        "decision": detector.thresholds.decide(scores),
+        "decision": detector.decide(features, scores),
         "reasons": ["; ".join(r) for r in reasons],
     })
 

@@ -14,6 +14,7 @@ from distillguard.features.pipeline import EmbeddingContext, build_features
 from distillguard.training.bundle import DetectorBundle
 from distillguard.training.holdout_report import cold_start_figures, flatten, population_figures
 from distillguard.training.holdouts import Holdout, adaptive_copy, cold_start_cut
+from distillguard.training.model import Detector
 
 #: The hold-out variants, in the order they are reported.
 VARIANTS: tuple[str, ...] = ("out_of_time", "adaptive", "cold_start")
@@ -49,8 +50,31 @@ def score_population(bundle: DetectorBundle, events: pd.DataFrame, ctx: Embeddin
     features = build_features(events, bundle.state, ctx, show_progress=show_progress)
     det = bundle.detector
     scores = pd.Series(det.score(features), index=features.index)
-    return ScoredPopulation(events, features, scores, pd.Series(det.thresholds.decide(scores.to_numpy()),
+    return ScoredPopulation(events, features, scores, pd.Series(det.decide(features, scores.to_numpy()),
                                                                 index=features.index))
+
+
+def _figures(name: str, evaluated: pd.DataFrame, pop: ScoredPopulation) -> dict:
+    volumes = pop.events.groupby("account_id").size()
+    components = pop.features["community_size"] if "community_size" in pop.features else None
+    figures = population_figures(evaluated, pop.scores, pop.decisions, volumes, components)
+    if name == "cold_start":
+        figures.update(cold_start_figures(evaluated, pop.decisions))
+    return figures
+
+
+def rescore(detector: Detector, evaluation: HoldoutEvaluation, holdout: Holdout,
+            columns: list[str] | None = None) -> dict[str, dict]:
+    """The same hold-out populations (features already built) judged by another detector, e.g. one
+    trained on a family of features only (`columns`)."""
+    report = {}
+    for name, pop in evaluation.populations.items():
+        features = pop.features[columns] if columns is not None else pop.features
+        scores = pd.Series(detector.score(features), index=features.index)
+        rescored = ScoredPopulation(pop.events, pop.features, scores,
+                                    pd.Series(detector.decide(pop.features, scores.to_numpy()), index=features.index))
+        report[name] = _figures(name, holdout.evaluated, rescored)
+    return report
 
 
 def evaluate_on_holdout(bundle: DetectorBundle, holdout: Holdout, ctx: EmbeddingContext, *, seed: int,
@@ -62,11 +86,6 @@ def evaluate_on_holdout(bundle: DetectorBundle, holdout: Holdout, ctx: Embedding
         log(f"scoring the {name.replace('_', '-')} hold-out ({events['account_id'].nunique():,} accounts, "
             f"{len(events):,} events)")
         pop = score_population(bundle, events, ctx)
-        volumes = events.groupby("account_id").size()
-        components = pop.features["component_size"] if "component_size" in pop.features else None
-        figures = population_figures(evaluated, pop.scores, pop.decisions, volumes, components)
-        if name == "cold_start":
-            figures.update(cold_start_figures(evaluated, pop.decisions))
-        report[name] = figures
+        report[name] = _figures(name, evaluated, pop)
         populations[name] = pop
     return HoldoutEvaluation(report, populations)

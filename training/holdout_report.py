@@ -18,6 +18,9 @@ from distillguard.training.metrics import headline_metrics, threshold_at_fpr
 #: Prompts-per-account buckets of the recall breakdown (cumulative, as the issue tracker names them).
 VOLUME_BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("le5", 0, 5), ("le30", 0, 30), ("le100", 0, 100), ("gt100", 101, math.inf))
+#: The figures of a section that headline it (the rest are breakdowns).
+HEADLINE_FIGURES: frozenset[str] = frozenset({"roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr",
+                                              "organic_flagged", "organic_blocked", "organic_allowed"})
 #: Report sections and the prefix their figures carry in MLflow and in the registry.
 SECTIONS: dict[str, str] = {"out_of_time": "oot", "adaptive": "adaptive", "cold_start": "cold_start",
                             "in_period": "in_period", "unseen_campaigns": "unseen"}
@@ -105,3 +108,17 @@ def flatten(report: dict[str, dict]) -> dict[str, float]:
     for section, figures in report.items():
         walk(SECTIONS.get(section, section), figures)
     return out
+
+
+#: The columns of the family ablation table: (report section, figure).
+ABLATION_FIGURES: tuple[tuple[str, str], ...] = (
+    ("out_of_time", "roc_auc"), ("out_of_time", "recall_at_1pct_fpr"), ("out_of_time", "recall_at_0.1pct_fpr"),
+    ("out_of_time", "organic_flagged"), ("out_of_time", "organic_blocked"), ("adaptive", "recall_at_1pct_fpr"),
+    ("cold_start", "organic_allowed"))
+
+
+def ablation_table(reports: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """One row per detector (all features, content only, behaviour only), the gate's figures as columns."""
+    rows = {name: {f"{SECTIONS[sec]}.{fig}": rep[sec].get(fig, float("nan")) for sec, fig in ABLATION_FIGURES}
+            for name, rep in reports.items()}
+    return pd.DataFrame(rows).T

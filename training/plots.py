@@ -30,7 +30,7 @@ def score_histograms(scores: np.ndarray, groups: pd.Series, thresholds: tuple[fl
     names = sorted(groups.unique())
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
     data = [scores[(groups == n).to_numpy()] for n in names]
-    ax.boxplot(data, vert=False, widths=0.6)
+    ax.boxplot(data, orientation="horizontal", widths=0.6)
     for i, d in enumerate(data, start=1):
         ax.scatter(d, np.full(len(d), i) + np.random.default_rng(i).uniform(-0.2, 0.2, len(d)), s=4, alpha=0.5)
     ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)

@@ -14,15 +14,22 @@ import numpy as np
 import pandas as pd
 
 from distillguard.features.account_features import FeatureConfig
-from distillguard.features.pipeline import EmbeddingContext, build_features, fit_feature_state
+from distillguard.features.catalog import names_of_kind
+from distillguard.features.feature_spec import BEHAVIOUR, CONTENT
+from distillguard.features.pipeline import (
+    EmbeddingContext, FeatureState, build_features, fit_feature_state, prepare_prompts,
+)
 from distillguard.training.bundle import DetectorBundle, score_events
 from distillguard.training.dataset import TrainingDataError, check_labels, stratified_split
 from distillguard.training.evaluation import baseline_scores, comparison_table, leave_one_style_out, time_to_detection
-from distillguard.training.holdout_evaluation import HoldoutEvaluation, evaluate_on_holdout
-from distillguard.training.holdout_report import flatten, population_figures
+from distillguard.training.holdout_evaluation import HoldoutEvaluation, evaluate_on_holdout, rescore
+from distillguard.training.holdout_report import HEADLINE_FIGURES, ablation_table, flatten, population_figures
 from distillguard.training.holdout_store import load_or_freeze
-from distillguard.training.holdouts import SINGLE_PERIOD, Holdout, HoldoutRules, training_events
-from distillguard.training.model import Detector, train_booster
+from distillguard.training.holdouts import (
+    SINGLE_PERIOD, Holdout, HoldoutRules, adaptive_copy, cold_start_cut, training_events,
+)
+from distillguard.training.model import Detector, fit_detector
+from distillguard.training.prompt_model_fit import FOLDS, CrossFittedPromptModel, fit_cross_fitted
 from distillguard.training.promotion import GateDecision, judge
 from distillguard.training.registry import CHAMPION, Registry
 
@@ -58,7 +65,7 @@ def _in_period_figures(detector: Detector, X: pd.DataFrame, labels: pd.DataFrame
     """The secondary figure: a random in-period split, scored within the earlier population."""
     lab = labels[labels["account_id"].isin(set(test_ids))]
     s = pd.Series(detector.score(X.loc[lab["account_id"]]), index=lab["account_id"].to_numpy())
-    d = pd.Series(detector.thresholds.decide(s.to_numpy()), index=s.index)
+    d = pd.Series(detector.decide(X.loc[lab["account_id"]], s.to_numpy()), index=s.index)
     return population_figures(lab, s, d, volumes)
 
 
@@ -73,10 +80,84 @@ def _score_champion(registry: Registry, holdout: Holdout, config: TrainConfig,
         champ = load_bundle(registry, f"models:/distillguard/{version}")
         return version, evaluate_on_holdout(champ, holdout, champ.open_embeddings(config.store_dir),
                                             seed=config.seed, log=log), None
-    except (KeyError, ValueError, OSError) as exc:  # made by a version whose features no longer exist
+    except Exception as exc:  # noqa: BLE001 - a champion made by another version may fail in any way
         problem = f"champion v{version} cannot be scored by this version ({type(exc).__name__}: {exc})"
         log(problem)
         return version, None, problem
+
+
+AUGMENTED = "~adaptive"  # suffix of the adaptive copies' rows in the training table
+COLD = "~cold"  # suffix of the cold-start copies' rows
+
+
+def _training_features(earlier: pd.DataFrame, pool: pd.DataFrame, split, state, ctx: EmbeddingContext,
+                       config: TrainConfig, log: Callable[[str], None]):
+    """Fit the cross-fitted prompt model and build the training period's features as one population."""
+    log("embedding the training period's prompts")
+    prepared = prepare_prompts(earlier["prompt"], ctx, state.scorer, keep_inputs=True, show_progress=True)
+    log(f"fitting the per-prompt harvest-intent model (cross-fitted over {FOLDS} folds of training accounts)")
+    cross = fit_cross_fitted(prepared, earlier["account_id"].to_numpy(), pool, split.train, split.validation,
+                             common_text_accounts=state.config.common_text_accounts, seed=config.seed)
+    state.prompt_model = cross.full
+    prepared.table.harvest_p = cross.row_probabilities(prepared, earlier["account_id"].to_numpy())
+    log(f"building features of the training period as one population ({earlier['account_id'].nunique():,} accounts)")
+    return build_features(earlier, state, ctx, prompts=prepared.table), state, cross
+
+
+def _variant_features(variant: pd.DataFrame, state, ctx: EmbeddingContext,
+                      cross: CrossFittedPromptModel) -> pd.DataFrame:
+    """Features of a rewritten copy of the training population (its accounts keep their cross-fitted
+    prompt probabilities)."""
+    prepared = prepare_prompts(variant["prompt"], ctx, state.scorer, keep_inputs=True)
+    prepared.table.harvest_p = cross.row_probabilities(prepared, variant["account_id"].to_numpy())
+    return build_features(variant, state, ctx, prompts=prepared.table)
+
+
+@dataclass
+class TrainingSet:
+    """Everything the detector is fitted on, built from the training period only."""
+
+    state: FeatureState  # organic baseline, exemplar thresholds and the prompt intent model
+    cross: CrossFittedPromptModel
+    X: pd.DataFrame  # features of the whole training population (every account active in it)
+    X_fit: pd.DataFrame  # training accounts, their adaptive copies and their cold-start copies
+    y_fit: np.ndarray
+    groups: np.ndarray  # the account each row of X_fit stands for
+    organic_ref: np.ndarray  # rows of X_fit that are real organic accounts (thresholds, medians)
+    cold_ref: np.ndarray  # rows of X_fit that are organic accounts cut to their first prompts (cold thresholds)
+    X_val: pd.DataFrame
+    y_val: np.ndarray
+    adaptive_rows: int
+    cold_rows: int
+
+
+def build_training_set(earlier: pd.DataFrame, pool: pd.DataFrame, split, ctx: EmbeddingContext,
+                       config: TrainConfig, log: Callable[[str], None]) -> TrainingSet:
+    lab = pool.set_index("account_id")
+    organic_train = lab.loc[split.train].query("label == 0").index
+    log(f"fitting the organic baseline on {len(organic_train):,} organic training accounts (training period only)")
+    state = fit_feature_state(earlier[earlier["account_id"].isin(organic_train)], ctx, config=FeatureConfig(),
+                              show_progress=True)
+    X, state, cross = _training_features(earlier, pool, split, state, ctx, config, log)
+    log("adaptive copies of the training harvesters (their timing, conversations, model and metadata taken from "
+        "organic donors), so that behaviour can add evidence but its absence cannot hide a harvester")
+    X_adaptive = _variant_features(adaptive_copy(earlier, pool, seed=config.seed), state, ctx, cross)
+    log("cold-start copies of the organic training accounts (their first 1-3 prompts), so that a newcomer's "
+        "first questions are judged as what they are")
+    X_cold = _variant_features(cold_start_cut(earlier, seed=config.seed), state, ctx, cross)
+    train_harvest = [a for a in split.train if lab.loc[a, "label"] == 1]
+    train_organic = [a for a in split.train if lab.loc[a, "label"] == 0]
+    adaptive_rows = X_adaptive.loc[train_harvest].rename(index=lambda a: f"{a}{AUGMENTED}")
+    cold_rows = X_cold.loc[train_organic].rename(index=lambda a: f"{a}{COLD}")
+    X_fit = pd.concat([X.loc[split.train], adaptive_rows, cold_rows])
+    y_fit = np.concatenate([lab.loc[split.train, "label"].to_numpy(), np.ones(len(adaptive_rows), dtype=int),
+                            np.zeros(len(cold_rows), dtype=int)])
+    groups = np.array([a.removesuffix(AUGMENTED).removesuffix(COLD) for a in X_fit.index])
+    organic_ref = np.asarray([(y == 0) and not a.endswith((AUGMENTED, COLD)) for a, y in zip(X_fit.index, y_fit)])
+    X_val, y_val = X.loc[split.validation], lab.loc[split.validation, "label"].to_numpy()
+    cold_ref = np.asarray(X_fit.index.str.endswith(COLD))
+    return TrainingSet(state, cross, X, X_fit, y_fit, groups, organic_ref, cold_ref, X_val, y_val,
+                       len(adaptive_rows), len(cold_rows))
 
 
 def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry, config: TrainConfig,
@@ -110,19 +191,21 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
         raise TrainingDataError("the training split needs both classes; add labelled accounts")
 
     ctx = EmbeddingContext.open(config.profile, config.store_dir)
-    organic_train = lab.loc[split.train].query("label == 0").index
-    log(f"fitting the organic baseline on {len(organic_train):,} organic training accounts (training period only)")
-    state = fit_feature_state(earlier[earlier["account_id"].isin(organic_train)], ctx, config=FeatureConfig(),
-                              show_progress=True)
-    log(f"building features of the training period as one population ({earlier['account_id'].nunique():,} accounts)")
-    X = build_features(earlier, state, ctx, show_progress=True)
-    booster = train_booster(X.loc[split.train], lab.loc[split.train, "label"].to_numpy(), seed=config.seed,
-                            params=config.lgb_params)
-    detector = Detector(booster, list(X.columns))
-    detector.calibrate(X.loc[split.validation], lab.loc[split.validation, "label"].to_numpy())
-    detector.set_thresholds(X.loc[lab.loc[split.validation].query("label == 0").index])
+    ts = build_training_set(earlier, pool, split, ctx, config, log)
+    state, cross = ts.state, ts.cross
+    X, X_fit, y_fit, groups, organic_ref, X_val, y_val = (ts.X, ts.X_fit, ts.y_fit, ts.groups, ts.organic_ref,
+                                                          ts.X_val, ts.y_val)
+    adaptive_rows, cold_rows = ts.adaptive_rows, ts.cold_rows
+    log(f"training LightGBM on {len(split.train):,} accounts, {adaptive_rows:,} adaptive and "
+        f"{cold_rows:,} cold-start copies "
+        "(thresholds on the out-of-fold scores of every organic training account)")
+    detector = fit_detector(X_fit, y_fit, groups, organic_ref, X_val, y_val, seed=config.seed,
+                            params=config.lgb_params, cold_reference=ts.cold_ref)
     bundle = DetectorBundle(detector, state, {"seed": config.seed, "trained_accounts": len(split.train),
-                                              "holdout_kind": holdout.kind})
+                                              "adaptive_copies": adaptive_rows, "cold_start_copies": cold_rows,
+                                              "holdout_kind": holdout.kind,
+                                              "prompt_model": {"positives": cross.full.positives_,
+                                                               "hydra_relabelled": cross.full.relabelled_}})
 
     evaluation = evaluate_on_holdout(bundle, holdout, ctx, seed=config.seed, log=log)
     report = dict(evaluation.report)
@@ -134,8 +217,15 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
         scored = pd.concat([unseen, test_org])
         s = pd.Series(detector.score(X.loc[scored["account_id"]]), index=scored["account_id"].to_numpy())
         report["unseen_campaigns"] = population_figures(
-            scored, s, pd.Series(detector.thresholds.decide(s.to_numpy()), index=s.index), volumes)
+            scored, s, pd.Series(detector.decide(X.loc[scored["account_id"]], s.to_numpy()), index=s.index), volumes)
 
+    log("family ablation: detectors on content features only and on behaviour features only, same hold-outs")
+    ablation = {"all": report}
+    for kind in (CONTENT, BEHAVIOUR):
+        cols = names_of_kind(kind)
+        det = fit_detector(X_fit[cols], y_fit, groups, organic_ref, X_val[cols], y_val, seed=config.seed,
+                           params=config.lgb_params, cold_reference=ts.cold_ref)
+        ablation[f"{kind} only"] = rescore(det, evaluation, holdout, cols)
     oot = evaluation.populations["out_of_time"]
     hold_lab = holdout.evaluated.set_index("account_id")
     y_hold = hold_lab["label"].to_numpy()
@@ -150,7 +240,12 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
     tables["leave_one_style_out"] = leave_one_style_out(all_X, all_lab, split.train,
                                                         list(hold_lab.query("label == 0").index),
                                                         seed=config.seed, params=config.lgb_params)
+    tables["family_ablation"] = ablation_table(ablation)
     metrics = flatten(report)
+    for name, rep in ablation.items():
+        if name != "all":
+            metrics.update({f"ablation.{name.split()[0]}.{k}": v for k, v in flatten(rep).items()
+                            if k.split(".", 1)[1] in HEADLINE_FIGURES})
     if config.time_to_detection:
         log("time to detection (growing prefixes of each out-of-time harvesting stream, in its population)")
         harvest_ids = list(hold_lab.query("label == 1").index)

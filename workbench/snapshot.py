@@ -30,9 +30,8 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from distillguard.features.account_features import account_features_and_graph
 from distillguard.features.coordination import build_text_index
-from distillguard.features.pipeline import EmbeddingContext, prepare_prompts
+from distillguard.features.pipeline import EmbeddingContext, build_features_and_graph
 from distillguard.training.bundle import DetectorBundle, score_table
 from distillguard.workbench.skeletons import readable_skeleton
 
@@ -112,10 +111,8 @@ def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingC
 
     log(f"embedding {len(events):,} prompts of {events['account_id'].nunique():,} accounts")
     state = bundle.state
-    table = prepare_prompts(events["prompt"], ctx, state.scorer, show_progress=True)
-    log(f"{len(table.unique_vectors):,} distinct texts embedded ({time.perf_counter() - t0:.0f} s); building features")
-    feats, graph = account_features_and_graph(events, table, state.baseline, state.baseline_accounts,
-                                              state.scorer.threshold_vector(), state.common_skeletons, state.config)
+    feats, graph, table = build_features_and_graph(events, state, ctx, show_progress=True)
+    log(f"{len(table.unique_vectors):,} distinct texts embedded, features built ({time.perf_counter() - t0:.0f} s)")
     scored = score_table(feats, bundle.detector)
     scores = scored.set_index("account_id")
     scores["reasons"] = [[r for r in s.split("; ") if r] for s in scores["reasons"]]
