@@ -9,9 +9,12 @@ will face them: every account active in the window, organic and harvesting, shar
 Every scored account is new to the model.
 
 Printed per N: accounts and events scored; organic flagged (`review` or `block`) and blocked at the
-model's own thresholds; recall at 1% and 0.1% organic FPR; ROC-AUC; the largest coordination
-component and the share of organic accounts in a component of more than 5; seconds and the peak
-RSS of the scoring child (one child per N, so `ru_maxrss` is that N's high-water mark).
+model's own thresholds; recall at 1% and 0.1% organic FPR; ROC-AUC; recall at 1% FPR of the adaptive
+copy (harvesters wearing organic donors' behaviour) and of harvesters with at most 30 prompts; the
+share of organic accounts allowed when every account is cut to its first 1-3 prompts; the largest
+community and the share of organic accounts in a community of more than 5; seconds (all three
+variants) and the peak RSS of the scoring child (one child per N, so `ru_maxrss` is that N's
+high-water mark).
 
     python bench/population_scale.py                          # N = 2000, 10000, 50000
     python bench/population_scale.py --sizes 2000,10000 --work /tmp/popscale
@@ -74,13 +77,14 @@ def _train(work: Path, seed: int, accounts: int, store: Path) -> tuple[Path, str
 
 
 def one(n_target: int, share: float, seed: int, work: Path, store: Path, mlruns: Path, model_uri: str) -> dict:
-    """Child: simulate (or reuse) the world for N, score its last two weeks as one population."""
+    """Child: simulate (or reuse) the world for N, score its last two weeks as one population, with its
+    adaptive copy and its cold-start cut (every account in it is new to the model)."""
     import pandas as pd
     import pyarrow.dataset as ds
 
     from distillguard.data.simulator import write_simulation
-    from distillguard.training.holdout_evaluation import score_population
-    from distillguard.training.holdout_report import population_figures
+    from distillguard.training.holdout_evaluation import evaluate_on_holdout
+    from distillguard.training.holdouts import OUT_OF_TIME, Holdout
     from distillguard.training.registry import Registry
     from distillguard.training.train_job import load_bundle
 
@@ -91,20 +95,21 @@ def one(n_target: int, share: float, seed: int, work: Path, store: Path, mlruns:
     cutoff = pd.Timestamp(cfg.start) + pd.Timedelta(days=cfg.days - HOLDOUT_DAYS)
     events = ds.dataset(folder / "events.parquet").to_table(filter=ds.field("ts") >= cutoff).to_pandas()
     labels = pd.read_csv(folder / "labels.csv", dtype={"account_id": str})
-    labels = labels[labels["account_id"].isin(set(events["account_id"]))]
+    labels = labels[labels["account_id"].isin(set(events["account_id"]))].assign(evaluated=True)
+    holdout = Holdout(OUT_OF_TIME, events, labels.reset_index(drop=True), cutoff, f"last {HOLDOUT_DAYS} days", {})
     bundle = load_bundle(Registry(mlruns), model_uri)
-    ctx = bundle.open_embeddings(store)
     t0 = time.perf_counter()
-    pop = score_population(bundle, events, ctx)
+    report = evaluate_on_holdout(bundle, holdout, bundle.open_embeddings(store), seed=seed, log=lambda m: None).report
     seconds = time.perf_counter() - t0
-    fig = population_figures(labels, pop.scores, pop.decisions, events.groupby("account_id").size(),
-                             pop.features["community_size"] if "community_size" in pop.features else None)
-    return {"n": int(labels["account_id"].nunique()), "events": int(len(events)), "organic": fig["organic_accounts"],
-            "harvest": fig["harvest_accounts"], "organic_flagged": fig["organic_flagged"],
-            "organic_blocked": fig["organic_blocked"], "recall_1": fig["recall_at_1pct_fpr"],
-            "recall_01": fig["recall_at_0.1pct_fpr"], "auc": fig["roc_auc"],
-            "largest_component": fig.get("largest_component", float("nan")),
-            "organic_in_gt5": fig.get("organic_in_component_gt5", float("nan")), "seconds": seconds,
+    oot, adaptive, cold = report["out_of_time"], report["adaptive"], report["cold_start"]
+    return {"n": int(len(labels)), "events": int(len(events)), "organic": oot["organic_accounts"],
+            "harvest": oot["harvest_accounts"], "organic_flagged": oot["organic_flagged"],
+            "organic_blocked": oot["organic_blocked"], "recall_1": oot["recall_at_1pct_fpr"],
+            "recall_01": oot["recall_at_0.1pct_fpr"], "auc": oot["roc_auc"],
+            "adaptive_1": adaptive["recall_at_1pct_fpr"], "le30_1": oot["by_volume"]["le30"]["recall_at_1pct_fpr"],
+            "cold_allowed": cold["organic_allowed"],
+            "largest_component": oot.get("largest_component", float("nan")),
+            "organic_in_gt5": oot.get("organic_in_component_gt5", float("nan")), "seconds": seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "model_version": bundle.info.get("version")}
 
@@ -132,8 +137,8 @@ def main() -> None:
     share = _active_share(args.seed)
     print(f"{share:.0%} of a world's accounts are active in its last {HOLDOUT_DAYS} days", flush=True)
     header = (f"{'N':>7} {'events':>10} {'organic':>8} {'harvest':>8} {'org flagged':>11} {'org blocked':>11} "
-              f"{'recall@1%':>9} {'recall@0.1%':>11} {'AUC':>6} {'largest comp':>12} {'org in >5':>9} "
-              f"{'score s':>8} {'peak RSS MB':>11}")
+              f"{'recall@1%':>9} {'recall@0.1%':>11} {'AUC':>6} {'adaptive@1%':>11} {'<=30 @1%':>8} "
+              f"{'cold allowed':>12} {'largest comm':>12} {'org in >5':>9} {'score s':>8} {'peak RSS MB':>11}")
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--one", str(n), "--share", str(share), "--seed", str(args.seed),
@@ -148,6 +153,7 @@ def main() -> None:
             print(f"model v{r['model_version']}\n{header}")
         print(f"{r['n']:>7,} {r['events']:>10,} {r['organic']:>8,} {r['harvest']:>8,} {r['organic_flagged']:>11.2%} "
               f"{r['organic_blocked']:>11.2%} {r['recall_1']:>9.3f} {r['recall_01']:>11.3f} {r['auc']:>6.3f} "
+              f"{r['adaptive_1']:>11.3f} {r['le30_1']:>8.3f} {r['cold_allowed']:>12.2%} "
               f"{r['largest_component']:>12.0f} {r['organic_in_gt5']:>9.2%} {r['seconds']:>8.0f} "
               f"{r['peak_rss_mb']:>11.0f}", flush=True)
 

@@ -62,7 +62,7 @@ def code_snippet(r: random.Random) -> str:
     lines = [f"def {fn}({name}, limit={r.randint(1, 500)}):",
              "    result = []",
              f"    for i, item in enumerate({name}):",
-             f"        if item is None or i > limit:",
+             "        if item is None or i > limit:",
              f"            {r.choice(('continue', 'break', 'return result'))}",
              "        result.append(item" + r.choice(("", ".strip()", "[0]", " * 2", '.get("id")')) + ")",
              "    return result"]

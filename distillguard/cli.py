@@ -348,24 +348,35 @@ def score(
     model_uri: ModelUri = "models:/distillguard@champion",
     mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
+    seed_state: Annotated[Optional[Path], typer.Option("--seed-state", help="a `serve` state folder to seed: the "
+                                                       "events join its log and the scores become the accounts' "
+                                                       "current ones, so the gateway answers them at once")] = None,
     on_bad_rows: OnBadRows = "fail",
 ) -> None:
-    """Score every account in an events file with a registered model."""
+    """Score every account in an events file with a registered model (the file's scoring window as one population)."""
     from distillguard.training.bundle import BundleError
+    from distillguard.training.inference import Inference
     from distillguard.training.registry import RegistryError
-    from distillguard.training.train_job import load_bundle, score_with
+    from distillguard.training.train_job import load_bundle
 
     ev = _read_events_or_fail(events, on_bad_rows)
     try:
         bundle = load_bundle(_registry(mlruns), model_uri)
-        table = score_with(bundle, ev, store)
+        scored = Inference.open(bundle, store).score_events(ev, show_progress=True)
     except (RegistryError, BundleError) as exc:
         _fail(str(exc))
+    table = scored.table()
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     counts = table["decision"].value_counts().to_dict()
     typer.echo(f"scored {len(table):,} accounts with v{bundle.info['version']}: "
                + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block")) + f" -> {out}")
+    if seed_state is not None:
+        from distillguard.serving.seeding import seed_state as seed
+
+        n_events, n_accounts = seed(seed_state, ev, scored, str(bundle.info["version"]))
+        typer.echo(f"seeded {seed_state}: {n_events:,} events appended to its log, {n_accounts:,} accounts' scores "
+                   "stored")
 
 
 @app.command()

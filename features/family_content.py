@@ -16,6 +16,7 @@ import numpy as np
 
 from distillguard.features.elicitation import INTENTS
 from distillguard.features.feature_spec import CONTENT, Feature
+from distillguard.features.population import PopulationState
 from distillguard.features.rows import AccountRows
 
 FAMILY = "content"
@@ -58,10 +59,11 @@ def shrunk_share(k: np.ndarray, n: np.ndarray, pseudo: float = SHRINK) -> np.nda
     return np.asarray(k, dtype=float) / (np.asarray(n, dtype=float) + pseudo)
 
 
-def compute(rows: AccountRows, intent_thresholds: np.ndarray, *, common_text_accounts: int) -> dict[str, np.ndarray]:
+def compute(rows: AccountRows, population: PopulationState, intent_thresholds: np.ndarray, *,
+            common_text_accounts: int) -> dict[str, np.ndarray]:
     n_acc, codes = rows.n_accounts, rows.codes
     n = rows.volume.astype(float)
-    common = rows.text_accounts >= common_text_accounts
+    common = population.texts_accounts(rows.text_hashes) >= common_text_accounts
     p = np.where(common, 0.0, rows.harvest_p())
     out: dict[str, np.ndarray] = {}
     out["harvest_count"] = np.bincount(codes, weights=p, minlength=n_acc)

@@ -3,22 +3,23 @@ around different payloads, and the communities they form.
 
 A *wrapper* is an opening or closing skeleton (first or last 5 tokens, digits masked) that at least
 two accounts of the population each use repeatedly (twice or more), around at least
-`wrapper_min_texts` different payloads (the tokens between the two skeleton runs, digits masked:
-a problem template with other numbers is one payload, an interview question with a different
-closing remark is one payload), and that organic accounts of the reference do not share widely (`common_skeletons`: "can
-you explain …", tutorial templates; a team's or a course's own template stays a wrapper, in training
-as out of time, so the model learns that wrappers alone are not a campaign). The same short text sent by many users is not
-a wrapper at all (one text); a wrapper organic people use is common language; two prompts that
-happen to end on the same few words are not repeated use. What remains is campaign-shaped, and its
-weight is the harvest probability of the prompts it carries across the population. An account uses
-a wrapper when it sends it twice or more (an account with fewer than 5 prompts: once, if the
-wrapper's prompts are harvest-shaped).
+`wrapper_min_texts` different payloads (the tokens between the two skeleton runs, digits masked: a
+problem template with other numbers is one payload, an interview question with a different closing
+remark is one payload), and that organic accounts of the reference do not share widely
+(`common_skeletons`: "can you explain …", tutorial templates). A team's or a course's own template
+stays a wrapper, in training as out of time, so the model learns that wrappers alone are not a
+campaign; its weight is the harvest probability of the prompts it carries across the population.
+The same short text sent by many users is not a wrapper at all (one payload); two prompts that
+happen to end on the same few words are not repeated use. An account uses a wrapper when it sends it
+twice or more (an account with fewer than 5 prompts: once, if the wrapper's prompts are
+harvest-shaped).
 
-Two accounts are linked when they share two or more harvest-shaped wrappers (their prompts'
-mean harvest probability at least `LINK_INTENT`), each used at least twice by both (an account with
-fewer than 5 prompts: once). A team's template around ordinary questions links nobody. Connected accounts form a
-community; members inherit the community's evidence (the other members' harvest content and
-wrapper use), so a burner account with three prompts in a campaign of fifty is judged with them.
+Two accounts are linked when they share two or more harvest-shaped wrappers (their prompts' mean
+harvest probability at least `LINK_INTENT`) that both use; a team's template around ordinary
+questions links nobody. Connected accounts form a community; members inherit the community's
+evidence (the other members' harvest content and wrapper use), so a burner account with three
+prompts in a campaign of fifty is judged with them. Everything is read from the population state
+(`population.PopulationState`), the same in a batch job and in the serving worker.
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ from collections.abc import Set
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from distillguard.features.feature_spec import CONTENT, Feature
+from distillguard.features.population import PopulationState, communities, pair_edges
 from distillguard.features.rows import AccountRows
 
 FAMILY = "coordination"
@@ -75,81 +74,46 @@ class CoordinationGraph:
     edges: list[tuple[int, int, int]]
 
 
-def _key_uses(rows: AccountRows, common: Set[int]) -> pd.DataFrame:
-    """One row per (prompt row, skeleton key) for keys not in `common`: row, key, account, payload, p."""
-    keys = rows.skeleton_keys
-    p = rows.harvest_p()
-    rows_idx = np.repeat(np.arange(len(keys)), 2)
-    flat = keys.reshape(-1)
-    ok = flat >= 0
-    if common:
-        ok &= ~np.isin(flat, np.fromiter(common, dtype=np.int64, count=len(common)))
-    r = rows_idx[ok]
-    return pd.DataFrame({"row": r, "k": flat[ok], "a": rows.codes[r], "m": rows.payload_ids[r], "p": p[r]})
-
-
-def compute(rows: AccountRows, harvest_top5: np.ndarray, common_skeletons: Set[int], *,
+def compute(rows: AccountRows, harvest_top5: np.ndarray, population: PopulationState, common_skeletons: Set[int], *,
             wrapper_min_texts: int) -> tuple[dict[str, np.ndarray], CoordinationGraph]:
+    """Coordination features of the accounts of `rows`, judged against `population` (which holds their
+    contributions; their harvest_top5 and wrapper_share are recorded in it for their communities)."""
     n_acc = rows.n_accounts
+    ids = [str(a) for a in rows.account_ids]
+    code = {a: i for i, a in enumerate(ids)}
     out = {c.name: np.zeros(n_acc) for c in COLUMNS}
-    out["community_size"][:] = 1.0
-    uses = _key_uses(rows, common_skeletons)
-    if uses.empty:
-        return out, CoordinationGraph(np.arange(n_acc), [])
-    ak = uses.groupby(["a", "k"]).size().rename("n").reset_index()
-    repeated = ak[ak["n"] >= 2]
-    per_key = uses.groupby("k").agg(p=("p", "mean"))
-    per_key["texts"] = uses[uses["m"] >= 0].groupby("k")["m"].nunique()
-    per_key["accounts"] = repeated.groupby("k").size()
-    wrappers = per_key[(per_key["accounts"] >= 2) & (per_key["texts"].fillna(0) >= wrapper_min_texts)]
-    ak = ak[ak["k"].isin(wrappers.index)].join(wrappers[["accounts", "p"]], on="k")
-    small = rows.volume[ak["a"].to_numpy()] < SMALL_ACCOUNT
-    ak = ak[((ak["n"] >= 2) | (small & (ak["p"] >= HARVEST_SHAPED))).to_numpy()]
-    if ak.empty:
-        return out, CoordinationGraph(np.arange(n_acc), [])
-    used = uses.merge(ak[["a", "k"]], on=["a", "k"])
-    carried = np.zeros(len(rows.codes), dtype=bool)
-    carried[used["row"].to_numpy()] = True
-    out["wrapper_share"] = np.bincount(rows.codes, weights=carried, minlength=n_acc) / rows.volume
+    wrappers = population.wrappers(common_skeletons, wrapper_min_texts)
+    qualified = population.qualified_uses(wrappers, small_account=SMALL_ACCOUNT, harvest_shaped=HARVEST_SHAPED)
+    mine = qualified[qualified["a"].isin(code)].copy()
+    if len(mine):
+        mine["code"] = mine["a"].map(code)
+        # the rows carrying a wrapper the account uses
+        used = set(zip(mine["code"].tolist(), mine["k"].tolist()))
+        keys = rows.skeleton_keys
+        carried = np.fromiter(((c, int(h)) in used or (c, int(t)) in used
+                               for c, (h, t) in zip(rows.codes.tolist(), keys.tolist())), dtype=bool, count=len(keys))
+        out["wrapper_share"] = np.bincount(rows.codes, weights=carried, minlength=n_acc) / rows.volume
+        main = mine.sort_values(["code", "n", "k"], ascending=[True, False, True]).drop_duplicates("code")
+        out["wrapper_peers"][main["code"].to_numpy()] = np.log2(
+            [max(population.key_repeaters(int(k)), 1) for k in main["k"]])  # log2(1 + other accounts)
+        weighted = mine.assign(pn=mine["p"] * mine["n"]).groupby("code")[["pn", "n"]].sum()
+        out["wrapper_intent"][weighted.index.to_numpy()] = (weighted["pn"] / weighted["n"]).to_numpy()
+    for a, i in code.items():
+        population.set_summary(a, harvest_top5[i], out["wrapper_share"][i])
 
-    main = ak.sort_values(["a", "n", "k"], ascending=[True, False, True]).drop_duplicates("a")
-    out["wrapper_peers"][main["a"].to_numpy()] = np.log2(main["accounts"].to_numpy())  # 1 + (accounts - 1)
-    weighted = ak.assign(pn=ak["p"] * ak["n"]).groupby("a")[["pn", "n"]].sum()
-    out["wrapper_intent"][weighted.index.to_numpy()] = (weighted["pn"] / weighted["n"]).to_numpy()
-    harvest_shaped = _wrapper_pair_edges(ak[ak["p"] >= LINK_INTENT])
-    labels = _components(harvest_shaped, n_acc)
-    size = np.bincount(labels)
-    out["community_size"] = size[labels].astype(float)
-    others = np.maximum(size[labels] - 1, 1)
-    for feature, source in (("community_intent", harvest_top5), ("community_wrapper_share", out["wrapper_share"])):
-        total = np.bincount(labels, weights=source)[labels]
-        out[feature] = np.where(size[labels] > 1, (total - source) / others, 0.0)
-    # analysts see every wrapper link (a new campaign whose content the model has not learnt, a team's
-    # template); the community features above use the harvest-shaped ones only
-    return out, CoordinationGraph(labels, _wrapper_pair_edges(ak))
-
-
-def _wrapper_pair_edges(qualified: pd.DataFrame) -> list[tuple[int, int, int]]:
-    """Accounts sharing a pair of wrappers are linked (all pairs up to `CLIQUE_MAX` accounts, a star
-    beyond); an edge's weight is the number of wrapper pairs its two accounts share."""
-    top = (qualified.sort_values(["a", "n", "k"], ascending=[True, False, True])
-           .groupby("a").head(MAX_KEYS_PER_ACCOUNT)[["a", "k"]])
-    pairs = top.merge(top, on="a", suffixes=("1", "2"))
-    pairs = pairs[pairs["k1"] < pairs["k2"]]
-    weight: dict[tuple[int, int], int] = {}
-    for members in pairs.groupby(["k1", "k2"])["a"].agg(lambda s: sorted(s.tolist())):
-        if len(members) < 2:
-            continue
-        links = ([(x, y) for i, x in enumerate(members) for y in members[i + 1:]] if len(members) <= CLIQUE_MAX
-                 else [(members[0], y) for y in members[1:]])
-        for link in links:
-            weight[link] = weight.get(link, 0) + 1
-    return sorted((int(a), int(b), c) for (a, b), c in weight.items())
-
-
-def _components(edges: list[tuple[int, int, int]], n: int) -> np.ndarray:
-    if not edges:
-        return np.arange(n)
-    e = np.array([(a, b) for a, b, _ in edges])
-    _, labels = connected_components(coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False)
-    return labels
+    harvest_shaped = pair_edges(qualified[qualified["p"] >= LINK_INTENT], MAX_KEYS_PER_ACCOUNT, CLIQUE_MAX)
+    groups = communities(population, harvest_shaped)
+    own_top5, own_share = harvest_top5, out["wrapper_share"]
+    for a, i in code.items():
+        size, sum_top5, sum_share = groups.of(a)
+        out["community_size"][i] = size
+        if size > 1:
+            out["community_intent"][i] = (sum_top5 - own_top5[i]) / (size - 1)
+            out["community_wrapper_share"][i] = (sum_share - own_share[i]) / (size - 1)
+    # analysts see every wrapper link among these accounts (a new campaign whose content the model has
+    # not learnt, a team's template); the community features above use the harvest-shaped ones only
+    labels = np.array([groups.label[a] + n_acc if a in groups.label else i for i, a in enumerate(ids)])
+    edges = [(code[a], code[b], w) for a, b, w in pair_edges(mine.drop(columns="code") if len(mine) else mine,
+                                                              MAX_KEYS_PER_ACCOUNT, CLIQUE_MAX)]
+    return out, CoordinationGraph(np.unique(labels, return_inverse=True)[1], [(min(a, b), max(a, b), w)
+                                                                              for a, b, w in edges])

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from distillguard.features.feature_spec import BEHAVIOUR, Feature
+from distillguard.features.population import PopulationState
 from distillguard.features.rows import AccountRows
 
 FAMILY = "metadata"
@@ -29,30 +30,38 @@ COLUMNS: tuple[Feature, ...] = (
 )
 
 
-def _shared(values: np.ndarray | None, codes: np.ndarray, n_acc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(max accounts sharing one of the account's values, distinct values, prompts carrying a value)."""
-    shared, distinct, carried = np.zeros(n_acc), np.zeros(n_acc), np.zeros(n_acc)
+def _max_shared(rows: AccountRows, population: PopulationState, field_name: str) -> np.ndarray:
+    """Per account, the most accounts of the population sharing one of its values (0: none sent)."""
+    out = np.zeros(rows.n_accounts)
+    values = rows.column(field_name)
     if values is None:
-        return shared, distinct, carried
-    frame = pd.DataFrame({"a": codes, "v": values}).dropna()
+        return out
+    frame = pd.DataFrame({"a": rows.codes, "v": values}).dropna().drop_duplicates()
     if frame.empty:
-        return shared, distinct, carried
-    carried[:] = np.bincount(frame["a"].to_numpy(), minlength=n_acc)
-    pairs = frame.drop_duplicates()
-    per_value = pairs.groupby("v")["a"].nunique()
-    pairs = pairs.assign(n=pairs["v"].map(per_value).to_numpy())
-    g = pairs.groupby("a")
-    idx = g.size().index.to_numpy()
-    shared[idx] = g["n"].max().to_numpy()
-    distinct[idx] = g.size().to_numpy()
-    return shared, distinct, carried
+        return out
+    frame["n"] = population.values_accounts(field_name, frame["v"].tolist())
+    g = frame.groupby("a")["n"].max()
+    out[g.index.to_numpy()] = g.to_numpy()
+    return out
 
 
-def compute(rows: AccountRows) -> dict[str, np.ndarray]:
-    n_acc = rows.n_accounts
-    ip_shared, ip_distinct, ip_carried = _shared(rows.column("ip"), rows.codes, n_acc)
-    pay_shared, _, _ = _shared(rows.column("payment_fingerprint"), rows.codes, n_acc)
-    rotation = np.where(ip_carried >= ROTATION_MIN_PROMPTS, ip_distinct / np.maximum(ip_carried, 1), 0.0)
-    return {"ip_shared_accounts": np.log2(np.maximum(ip_shared, 1)),
-            "payment_shared_accounts": np.log2(np.maximum(pay_shared, 1)),
-            "ip_rotation": rotation}
+def _rotation(rows: AccountRows) -> np.ndarray:
+    """Distinct IPs per prompt carrying one, for accounts with at least `ROTATION_MIN_PROMPTS` such prompts."""
+    out = np.zeros(rows.n_accounts)
+    values = rows.column("ip")
+    if values is None:
+        return out
+    frame = pd.DataFrame({"a": rows.codes, "v": values}).dropna()
+    if frame.empty:
+        return out
+    carried = frame.groupby("a").size()
+    distinct = frame.drop_duplicates().groupby("a").size()
+    enough = carried[carried >= ROTATION_MIN_PROMPTS].index
+    out[enough.to_numpy()] = (distinct[enough] / carried[enough]).to_numpy()
+    return out
+
+
+def compute(rows: AccountRows, population: PopulationState) -> dict[str, np.ndarray]:
+    return {"ip_shared_accounts": np.log2(np.maximum(_max_shared(rows, population, "ip"), 1)),
+            "payment_shared_accounts": np.log2(np.maximum(_max_shared(rows, population, "payment_fingerprint"), 1)),
+            "ip_rotation": _rotation(rows)}

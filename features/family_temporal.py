@@ -8,10 +8,10 @@ field as one-sided evidence: absent, it is 0."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from distillguard.features import temporal as TM
 from distillguard.features.feature_spec import BEHAVIOUR, Feature
+from distillguard.features.population import PopulationState
 from distillguard.features.rows import AccountRows
 
 FAMILY = "temporal"
@@ -46,30 +46,27 @@ COLUMNS: tuple[Feature, ...] = (
 )
 
 
-def _model_timeline(models: np.ndarray, t: np.ndarray, min_events: int) -> tuple[dict[str, float], str | None]:
-    """First appearance of each model in the traffic and the newest one released inside the window."""
-    frame = pd.DataFrame({"m": models, "t": t}).dropna()
-    if frame.empty:
-        return {}, None
-    counts = frame["m"].value_counts()
-    first = frame.groupby("m")["t"].min()
-    first = first[counts.reindex(first.index) >= min_events]
-    if first.empty:
-        return {}, None
-    newest = str(first.idxmax())
-    if first[newest] - t.min() < TM.DAY:  # a model already there on the first day is not "new"
-        return first.to_dict(), None
-    return first.to_dict(), newest
+def newest_model(first_seen: dict[str, float]) -> str | None:
+    """The newest model released inside the window: the latest first appearance, unless every model
+    was there from the window's first day."""
+    if not first_seen:
+        return None
+    newest = max(first_seen, key=lambda m: (first_seen[m], m))
+    if first_seen[newest] - min(first_seen.values()) < TM.DAY:
+        return None
+    return newest
 
 
-def compute(rows: AccountRows, *, min_prompts: int, min_new_model_events: int) -> dict[str, np.ndarray]:
+def compute(rows: AccountRows, population: PopulationState, *, min_prompts: int,
+            min_new_model_events: int) -> dict[str, np.ndarray]:
     n_acc = rows.n_accounts
     out = {c.name: np.full(n_acc, np.nan) for c in COLUMNS}
     out["volume"][:] = rows.volume
     out["new_model_share"][:] = 0.0
     out["new_model_early"][:] = 0.0
     models = rows.column("model")
-    first_seen, newest = _model_timeline(models, rows.t, min_new_model_events) if models is not None else ({}, None)
+    first_seen = population.model_timeline(min_new_model_events) if models is not None else {}
+    newest = newest_model(first_seen)
     t_sorted = rows.t[rows.order]
     models_sorted = models[rows.order] if models is not None else None
     for a in range(n_acc):

@@ -21,10 +21,12 @@ from distillguard.features.coordination import common_min_accounts, common_skele
 from distillguard.features.elicitation import INTENT_EXEMPLARS, IntentScorer, all_segments
 from distillguard.features.embedding import Embedder, EmbedderIdentity, load_embedder
 from distillguard.features.embedding_store import EmbeddingStore
+from distillguard.features.population import PopulationState
 from distillguard.features.prompt_intent import PromptInputs, PromptIntentModel
 from distillguard.features.rows import PromptTable
 from distillguard.features.templating import skeleton_keys
 from distillguard.features.text_normalization import prompt_key
+from distillguard.features.window import account_windows
 
 STATE_FORMAT = "distillguard-feature-state/v2"
 _P_CHUNK = 50_000  # distinct texts scored by the prompt model at a time (bounds the input matrix)
@@ -186,15 +188,21 @@ def fit_feature_state(organic_events: pd.DataFrame, ctx: EmbeddingContext, *, co
 
 
 def build_features(events: pd.DataFrame, state: FeatureState, ctx: EmbeddingContext, *,
-                   prompts: PromptTable | None = None, show_progress: bool = False) -> pd.DataFrame:
-    """The account feature table for `events` (one row per account), all of its accounts scored as one
-    population. `prompts` (aligned with `events`' rows) replaces the prompt preparation: the training
-    job passes cross-fitted harvest probabilities for the accounts the prompt model learnt from)."""
-    return build_features_and_graph(events, state, ctx, prompts=prompts, show_progress=show_progress)[0]
+                   prompts: PromptTable | None = None, population: PopulationState | None = None,
+                   show_progress: bool = False) -> pd.DataFrame:
+    """The account feature table for `events` (one row per account). Without `population`, the
+    scoring window of `events` is the whole population (a batch job); with one (the serving worker's
+    live state), `events` are the windows of the accounts to rescore and the state is updated with
+    them. `prompts` (aligned with `events`' rows, already windowed) replaces the prompt preparation:
+    the training job passes cross-fitted harvest probabilities for the accounts the prompt model
+    learnt from."""
+    return build_features_and_graph(events, state, ctx, prompts=prompts, population=population,
+                                    show_progress=show_progress)[0]
 
 
 def build_features_and_graph(events: pd.DataFrame, state: FeatureState, ctx: EmbeddingContext, *,
-                             prompts: PromptTable | None = None, show_progress: bool = False):
+                             prompts: PromptTable | None = None, population: PopulationState | None = None,
+                             show_progress: bool = False):
     """`build_features` with the coordination graph (for the analyst snapshot) and the prompt table."""
     if ctx.embedder.identity != state.identity:
         raise FeatureStateError(
@@ -203,10 +211,13 @@ def build_features_and_graph(events: pd.DataFrame, state: FeatureState, ctx: Emb
     if prompts is None:
         if state.prompt_model is None:
             raise FeatureStateError("this feature state has no fitted prompt intent model (`train` fits it)")
+        if population is None:  # a batch: the scoring window of these events (the worker passes windows)
+            events = account_windows(events, state.config.window_events, state.config.window_days)
         prompts = prepare_prompts(events["prompt"], ctx, state.scorer, state.prompt_model,
                                   show_progress=show_progress).table
     elif len(prompts.text_ids) != len(events) or prompts.harvest_p is None:
         raise ValueError("the prompt table must be aligned with the events and carry harvest probabilities")
     feats, graph = account_features_and_graph(events, prompts, state.baseline, state.baseline_accounts,
-                                              state.scorer.threshold_vector(), state.common_skeletons, state.config)
+                                              state.scorer.threshold_vector(), state.common_skeletons, state.config,
+                                              population)
     return feats, graph, prompts

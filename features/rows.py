@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from distillguard.features import templating as TP
+from distillguard.features.text_normalization import prompt_key
 
 
 @dataclass
@@ -77,23 +78,22 @@ class AccountRows:
                             dtype=np.int64).reshape(-1, 2)
         return per_text[codes]
 
-    @cached_property
-    def payload_ids(self) -> np.ndarray:
-        """(n,) id of each row's *payload*: its tokens between the opening and closing skeleton runs,
-        digits masked; -1 when fewer than `TP.MIN_PAYLOAD_TOKENS` remain. One problem template with
-        other numbers is one payload; a question with a different closing remark is one payload too:
-        only texts that differ in their middle are different payloads around a wrapper."""
-        codes, distinct = pd.factorize(self.texts, use_na_sentinel=False)
-        middles = pd.Series([TP.payload(p) for p in distinct], dtype=object)
-        ids, _ = pd.factorize(middles, use_na_sentinel=True)
-        return ids[codes].astype(np.int64)
 
     @cached_property
-    def text_accounts(self) -> np.ndarray:
-        """(n,) number of distinct accounts in this population that sent each row's exact (normalised) text."""
-        pairs = pd.DataFrame({"t": self.prompts.text_ids, "a": self.codes}).drop_duplicates()
-        per_text = pairs.groupby("t").size()
-        return per_text.reindex(self.prompts.text_ids).to_numpy()
+    def text_hashes(self) -> np.ndarray:
+        """(n,) int64 of each row's normalised text (the first 8 bytes of its cache key): the same
+        text has the same hash in any batch, process or population."""
+        codes, distinct = pd.factorize(self.texts, use_na_sentinel=False)
+        hashes = np.array([int.from_bytes(prompt_key(p)[:8], "little", signed=True) for p in distinct], dtype=np.int64)
+        return hashes[codes]
+
+    @cached_property
+    def payload_hashes(self) -> np.ndarray:
+        """(n,) crc32 of each row's payload (`TP.payload`), -1 for a prompt too short to carry one."""
+        codes, distinct = pd.factorize(self.texts, use_na_sentinel=False)
+        per_text = np.array([-1 if (m := TP.payload(p)) is None else zlib.crc32(m.encode()) for p in distinct],
+                            dtype=np.int64)
+        return per_text[codes]
 
     def harvest_p(self) -> np.ndarray:
         if self.prompts.harvest_p is None:

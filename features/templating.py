@@ -77,7 +77,9 @@ MIN_PAYLOAD_TOKENS = 3
 
 def payload(prompt: str) -> str | None:
     """The tokens between a prompt's opening and closing skeleton runs (digits masked), or None when
-    fewer than `MIN_PAYLOAD_TOKENS` remain: what a wrapper is wrapped around."""
+    fewer than `MIN_PAYLOAD_TOKENS` remain: what a wrapper is wrapped around. One problem template
+    with other numbers is one payload; a question with a different closing remark is one payload
+    too: only texts that differ in their middle are different payloads around a wrapper."""
     toks = tokens(prompt)
     middle = toks[SKELETON_TOKENS:len(toks) - SKELETON_TOKENS]
     return " ".join(middle) if len(middle) >= MIN_PAYLOAD_TOKENS else None

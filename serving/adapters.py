@@ -93,7 +93,7 @@ def litellm_router(core: ScoringCore) -> APIRouter:
             return {"action": "NONE"}
         account = litellm_account(body.request_data, s.litellm_identity_fields)
         prompt = last_user_prompt(body.structured_messages, body.texts)
-        if account is None or prompt is None:
+        if account is None or prompt is None or not prompt.strip():
             return {"action": "NONE"}
         # a caller's long prompt or `user` must not turn into an error LiteLLM refuses the request on
         conversation = conversation_key(body.structured_messages) or body.litellm_trace_id
@@ -130,7 +130,10 @@ def envoy_router(core: ScoringCore) -> APIRouter:
                     payload["prompt"] if isinstance(payload.get("prompt"), str) else "")
         if len(prompt) > core.settings.max_prompt_chars:
             prompt = prompt[: core.settings.max_prompt_chars]
-        v = core.check(EventIn(account_id=account[:256], prompt=prompt))
+        # a request without a prompt (no body, no user message) records no event: it is answered
+        # from the account's stored verdict, never with an invented empty prompt
+        v = core.check(EventIn(account_id=account[:256], prompt=prompt)) if prompt.strip() else \
+            core.verdict(account[:256])
         headers = {"x-distillguard-decision": v.decision,
                    "x-distillguard-score": "" if v.score is None else f"{v.score:.6f}"}
         if v.decision == "block":

@@ -104,16 +104,34 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
                 log.exception("reading the refresh worker's status failed")
             await asyncio.sleep(0.5)
 
+    retention = {"deleted_events": 0, "last_run": None}
+
+    async def enforce_retention() -> None:
+        # events received longer ago than the retention leave the log, a small chunk per transaction so
+        # that a request never waits long for the write lock
+        while True:
+            try:
+                before = time.time() - settings.retention_days * 86_400
+                while (n := events.delete_received_before(before, limit=2_000)) > 0:
+                    retention["deleted_events"] += n
+                    await asyncio.sleep(0.05)
+                retention["last_run"] = time.time()
+            except Exception:
+                log.exception("retention failed")
+            await asyncio.sleep(settings.retention_check_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         worker.start()
         app.state.ui_pages.start()  # the analyst pages' process warms up while the gateway serves
         watcher = asyncio.create_task(watch_worker())
+        retainer = asyncio.create_task(enforce_retention())
         gc.freeze()  # startup objects (FastAPI, pydantic) stay out of every later collection
         try:
             yield
         finally:
             watcher.cancel()
+            retainer.cancel()
             worker.stop()
 
     app = FastAPI(title="distillguard", lifespan=lifespan)
@@ -134,8 +152,15 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
     @secured.get("/readyz")
     async def readyz() -> JSONResponse:
         st = worker.status()
+        raw = st.raw or {}
         body = {"ready": st.model_version is not None, "model_version": st.model_version,
-                "error": (st.raw or {}).get("model_error")}
+                "error": raw.get("model_error"),
+                "refresh": {k: raw.get(k) for k in ("backlog_accounts", "backlog_events", "population_accounts",
+                                                    "population_built_at", "sweeps_completed", "refreshed_accounts",
+                                                    "errors", "batches", "last_batch_seconds", "busy_seconds",
+                                                    "swept_accounts")} | {"status_at": raw.get("at")},
+                "storage": {"events_bytes": events.size_bytes(), "scores_bytes": board.size_bytes(),
+                            "retention_days": settings.retention_days, **retention}}
         return JSONResponse(body, status_code=200 if st.model_version is not None else 503)
 
     require_key = _auth_dependency(settings)

@@ -34,17 +34,19 @@ class ServeSettings(BaseModel):
     # NORMAL survives a kill -9 of the server (the WAL is in the OS cache); FULL also a power loss
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
-    # -- per-account window (bounds memory and refresh cost) --------------------------------------
-    window_events: int = Field(default=400, gt=0)  # newest events per account fed to the features
-    window_age_hours: float = Field(default=24 * 14, gt=0)  # relative to the account's newest event
-
     # -- background refresh ---------------------------------------------------------------------
     refresh_batch_accounts: int = Field(default=256, gt=0)  # a batch has ~0.35 s fixed cost
-    context_accounts: int = Field(default=64, ge=0)  # other recently active accounts added as context
-    context_window_events: int = Field(default=64, gt=0)
+    # when nothing is dirty, rescore this many of the accounts refreshed longest ago per round, so that
+    # scores follow their neighbours (0: never sweep)
+    sweep_batch_accounts: int = Field(default=256, ge=0)
+    sweep_interval_s: float = Field(default=30.0, ge=0)  # a new sweep over the population at most this often
+
+    # -- retention --------------------------------------------------------------------------------
+    # events received longer ago leave the log (the model's scoring window is 30 days: keep at least that)
+    retention_days: float = Field(default=30.0, gt=0)
+    retention_check_s: float = Field(default=600.0, gt=0)
     refresh_idle_s: float = Field(default=0.2, gt=0)
     backlog_bound_accounts: int = Field(default=5_000, gt=0)
-    rescore_on_swap_hours: float = Field(default=24.0, ge=0)  # accounts seen this recently rescored on a new champion
     champion_poll_s: float = Field(default=30.0, ge=0)  # 0: only POST /admin/reload
 
     # -- gateway adapters ------------------------------------------------------------------------

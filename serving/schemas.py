@@ -26,6 +26,13 @@ class EventIn(BaseModel):
     payment_fingerprint: Meta = None
     user_agent: Meta = None
 
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():  # the traffic contract refuses blank prompts, here as in `validate`
+            raise ValueError("prompt is empty or whitespace only")
+        return v
+
     @field_validator("ts")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:

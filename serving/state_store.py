@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS events(
     conversation_id TEXT, model TEXT, ip TEXT, asn INTEGER, payment_fingerprint TEXT, user_agent TEXT,
     received_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_account ON events(account_id, id);
+CREATE INDEX IF NOT EXISTS events_by_account_time ON events(account_id, ts_us);
 CREATE TABLE IF NOT EXISTS control(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -95,6 +96,10 @@ class _Db:
     def checkpoint(self) -> None:
         self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def size_bytes(self) -> int:
+        """The database file and its WAL on disk."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal")) if p.exists())
+
 
 class EventLog(_Db):
     """The event log. The server appends; the worker reads windows and new events."""
@@ -123,6 +128,13 @@ class EventLog(_Db):
             raise
         return len(rows)
 
+    def delete_received_before(self, before: float, limit: int) -> int:
+        """Delete up to `limit` of the oldest events received before `before` (epoch seconds)."""
+        c = self.conn()
+        cur = c.execute("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_at < ? ORDER BY id "
+                        "LIMIT ?)", (before, limit))
+        return cur.rowcount
+
     def account(self, account_id: str) -> dict | None:
         n, last_id, last_seen = self.conn().execute(
             "SELECT COUNT(*), MAX(id), MAX(received_at) FROM events WHERE account_id = ?", (account_id,)).fetchone()
@@ -137,10 +149,19 @@ class EventLog(_Db):
     def max_id(self) -> int:
         return self.conn().execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
 
+    def active_accounts(self, max_age_us: int, now: float | None = None) -> list[str]:
+        """Accounts with an event received in the last `max_age_us` (by the server's clock, which a
+        client cannot set): the population of the scoring window."""
+        since = (time.time() if now is None else now) - max_age_us / 1e6
+        return [r[0] for r in self.conn().execute(
+            "SELECT account_id FROM events GROUP BY account_id HAVING MAX(received_at) >= ? ORDER BY account_id",
+            (since,))]
+
     def windows(self, account_ids: Sequence[str], max_events: int,
                 max_age_us: int) -> tuple[pd.DataFrame, dict[str, int]]:
-        """The newest `max_events` events of each account, no older than `max_age_us` before its
-        newest one, as a contract-shaped events frame; and per account the newest event id read."""
+        """The scoring window of each account (`features.window`): its newest `max_events` events by
+        time (then arrival), no older than `max_age_us` before its newest one, as a contract-shaped
+        events frame; and per account the newest event id read."""
         c = self.conn()
         rows: list[tuple] = []
         c.execute("BEGIN")  # one snapshot for all accounts
@@ -148,7 +169,8 @@ class EventLog(_Db):
             for acc in account_ids:
                 rows.extend(c.execute(
                     "SELECT id, account_id, ts_us, prompt, conversation_id, model, ip, asn, payment_fingerprint, "
-                    "user_agent FROM events WHERE account_id = ? ORDER BY id DESC LIMIT ?", (acc, max_events)))
+                    "user_agent FROM events WHERE account_id = ? ORDER BY ts_us DESC, id DESC LIMIT ?",
+                    (acc, max_events)))
         finally:
             c.execute("COMMIT")
         frame = pd.DataFrame(rows, columns=["id", *EVENT_FIELDS])
@@ -159,7 +181,7 @@ class EventLog(_Db):
         frame = frame[frame["ts_us"] >= newest - max_age_us].copy()
         frame["ts"] = pd.to_datetime(frame["ts_us"].to_numpy(dtype=np.int64), unit="us", utc=True)
         frame["asn"] = frame["asn"].astype("Int64")
-        frame = frame.drop(columns=["ts_us", "id"]).sort_values(["account_id", "ts"], kind="stable")
+        frame = frame.sort_values(["account_id", "ts_us", "id"], kind="stable").drop(columns=["ts_us", "id"])
         return frame.reset_index(drop=True), through
 
 
@@ -239,10 +261,41 @@ class ScoreBoard(_Db):
             c.execute("ROLLBACK")
             raise
 
-    def mark_refreshed_since_dirty(self, since: float) -> int:
-        """Queue every account refreshed since `since` (epoch seconds) for a rescore (new champion)."""
-        return self.conn().execute("UPDATE scores SET dirty = 1, dirty_since = ? WHERE last_refresh >= ? AND dirty = 0",
-                                   (time.time(), since)).rowcount
+    def seed(self, results: Sequence[dict]) -> None:
+        """Store scores computed elsewhere (a batch run) as the accounts' current scores, creating their
+        rows; the worker rescores them when it reads their events."""
+        now = time.time()
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(
+                "INSERT INTO scores(account_id, score, decision, reasons, features, model_version, last_refresh, "
+                "window_size, refreshed_through) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(account_id) DO UPDATE SET "
+                "score = excluded.score, decision = excluded.decision, reasons = excluded.reasons, "
+                "features = excluded.features, model_version = excluded.model_version, "
+                "last_refresh = excluded.last_refresh, window_size = excluded.window_size, "
+                "refreshed_through = excluded.refreshed_through",
+                [(r["account_id"], r["score"], r["decision"], json.dumps(r["reasons"]), json.dumps(r["features"]),
+                  r["model_version"], now, r["window_size"], r["through"]) for r in results])
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def refreshed_before(self, before: float, limit: int) -> list[str]:
+        """Accounts not dirty, last refreshed before `before` (epoch seconds), longest ago first."""
+        return [r[0] for r in self.conn().execute(
+            "SELECT account_id FROM scores WHERE dirty = 0 AND last_refresh < ? ORDER BY last_refresh LIMIT ?",
+            (before, limit))]
+
+    def scored_accounts(self) -> set[str]:
+        return {r[0] for r in self.conn().execute("SELECT account_id FROM scores WHERE dirty = 0")}
+
+    def forget(self, accounts: set[str]) -> None:
+        """Drop the scores of accounts that left the window (new events bring them back)."""
+        if accounts:
+            self.conn().executemany("DELETE FROM scores WHERE account_id = ? AND dirty = 0",
+                                    [(a,) for a in sorted(accounts)])
 
     def backlog(self) -> Backlog:
         n, events, oldest = self.conn().execute(

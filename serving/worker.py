@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 
 from distillguard.serving.config import ServeSettings
-from distillguard.serving.models import LoadedModel, ModelHolder
+from distillguard.serving.models import ModelHolder
 from distillguard.serving.refresh import RefreshWorker
 from distillguard.serving.state_store import EventLog, ScoreBoard
 
@@ -55,16 +55,12 @@ def run(settings: ServeSettings, parent_pid: int) -> None:
     events = EventLog(settings.state_path, synchronous=settings.sqlite_synchronous)
     board = ScoreBoard(settings.state_path, synchronous=settings.sqlite_synchronous)
 
-    def on_swap(old: LoadedModel | None, new: LoadedModel) -> None:
-        if old is not None and settings.rescore_on_swap_hours > 0:
-            n = board.mark_refreshed_since_dirty(time.time() - settings.rescore_on_swap_hours * 3600)
-            log.info("new champion v%s: %d recently seen accounts queued for a rescore", new.version, n)
-
-    models = ModelHolder(settings.mlruns, settings.store, settings.model_uri, on_swap=on_swap)
+    # a new champion rebuilds the population state and rescores every account of the window with it
+    # (RefreshWorker.ensure_population), so nothing needs queueing here
+    models = ModelHolder(settings.mlruns, settings.store, settings.model_uri)
     models.start(settings.champion_poll_s)
     worker = RefreshWorker(events, board, models, settings)
     reload_done = int(events.get("control", RELOAD_KEY) or 0)
-    threading.Thread(target=_checkpoint_loop, args=(events, board), name="wal-checkpoint", daemon=True).start()
     threading.Thread(target=_checkpoint_loop, args=(events, board), name="wal-checkpoint", daemon=True).start()
     while os.getppid() == parent_pid:
         requested = int(events.get("control", RELOAD_KEY) or 0)

@@ -42,7 +42,7 @@ class Server:
         self.state = root / name
         self.config = root / f"{name}.json"
         self.config.write_text(json.dumps({"max_prompt_chars": MAX_PROMPT, "champion_poll_s": 1.0,
-                                           "refresh_idle_s": 0.05, **config}))
+                                           "refresh_idle_s": 0.05, "sweep_interval_s": 2.0, **config}))
         self.log_path = root / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -88,6 +88,20 @@ class Server:
         self.client.close()
         self.log.close()
 
+    def wait_drained(self, timeout: float = 300) -> dict:
+        """Wait until the worker, in a status written after this call, has read every event and
+        refreshed every dirty account."""
+        since = time.time()
+        deadline = since + timeout
+        while True:
+            st = self.client.get("/readyz").json()["refresh"]
+            fresh = (st["status_at"] or 0) > since
+            if fresh and st["backlog_accounts"] == 0 and st["backlog_events"] == 0 and st["population_accounts"]:
+                return st
+            if time.time() > deadline:
+                raise AssertionError(f"the worker did not drain its queue in {timeout} s: {st}")
+            time.sleep(0.2)
+
     def wait_refreshed(self, accounts: list[str], timeout: float = 60) -> dict[str, dict]:
         deadline = time.time() + timeout
         while True:
@@ -121,8 +135,21 @@ def build_world(root: Path) -> dict:
     people = holdout[(holdout["label"] == 0) & holdout["campaign"].isin(["casual", "student", "developer",
                                                                          "writer"])]["account_id"]
     people = [a for a in people if sizes[a] >= 15 and offline.loc[a, "decision"] == "allow"]
-    return {"root": root, "events": events, "harvester": max(harvest, key=lambda a: sizes[a]),
-            "organic": sorted(people, key=lambda a: offline.loc[a, "score"])[:3]}
+    harvester = max(harvest, key=lambda a: sizes[a])
+    organic = sorted(people, key=lambda a: offline.loc[a, "score"])[:3]
+    population = pd.read_parquet(root / "mlruns" / "holdout" / "events.parquet")
+    background = population[~population["account_id"].isin([harvester, *organic])]
+    return {"root": root, "events": events, "harvester": harvester, "organic": organic, "background": background}
+
+
+def seed_background(server: Server, world: dict, batch: int = 1000) -> None:
+    """Ship the rest of the hold-out population to the server in bulk, as a gateway's log shipper
+    would: the replayed accounts are then judged against the population the offline model saw."""
+    rows = payloads(world["background"])
+    for lo in range(0, len(rows), batch):
+        r = server.client.post("/v1/events:batch", json={"events": rows[lo:lo + batch]})
+        assert r.status_code == 200, r.text
+    server.wait_drained()
 
 
 def payloads(events: pd.DataFrame) -> list[dict]:

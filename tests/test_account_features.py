@@ -3,9 +3,7 @@ on the world's labels, simulated accounts scored as one population."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -11,6 +11,7 @@ from distillguard.features import temporal as TM
 from distillguard.features import templating as TP
 from distillguard.features.catalog import FAMILIES, FEATURE_NAMES, FEATURES, markdown_table
 from distillguard.features.family_distribution import prada_normality
+from distillguard.features.population import PopulationState, from_rows
 from distillguard.features.rows import AccountRows, PromptTable
 from distillguard.features.elicitation import prompt_segments
 
@@ -96,6 +97,12 @@ def _rows(prompts: list[str], owners: list[str], p: float | list[float] = 0.9, *
     return AccountRows(events, PromptTable(text_ids, vectors, np.zeros((n, 5), np.float32), harvest_p))
 
 
+def _population(rows: AccountRows) -> PopulationState:
+    population = PopulationState()
+    population.update(from_rows(rows))
+    return population
+
+
 def _campaign_and_bystanders() -> tuple[list[str], list[str]]:
     openers = ["Grade this answer strictly from one to ten and explain the grade:",
                "You are a strict evaluator of model answers; read carefully:"]
@@ -120,7 +127,7 @@ def test_accounts_sharing_wrappers_form_a_community_and_inherit_its_evidence():
     prompts, owners = _campaign_and_bystanders()
     rows = _rows(prompts, owners)
     top5 = np.where(np.char.startswith(rows.account_ids.astype(str), "h"), 0.8, 0.05)
-    out, graph = family_coordination.compute(rows, top5, frozenset(), wrapper_min_texts=3)
+    out, graph = family_coordination.compute(rows, top5, _population(rows), frozenset(), wrapper_min_texts=3)
     idx = {a: i for i, a in enumerate(rows.account_ids)}
     campaign = [idx[f"h{a}"] for a in range(4)]
     assert len({graph.labels[i] for i in campaign}) == 1
@@ -139,19 +146,22 @@ def test_common_language_and_one_shared_text_are_not_wrappers():
     rows = _rows(prompts, owners)
     keys = {int(k) for k in rows.skeleton_keys[:24].reshape(-1)}
     # the organic reference shares these wrappers widely: common language, not a campaign
-    out, graph = family_coordination.compute(rows, np.zeros(rows.n_accounts), frozenset(keys), wrapper_min_texts=3)
+    out, graph = family_coordination.compute(rows, np.zeros(rows.n_accounts), _population(rows), frozenset(keys),
+                                             wrapper_min_texts=3)
     assert out["wrapper_share"].max() == 0 and out["community_size"].max() == 1
     # many accounts sending the same question (with a closing remark of their own) share one payload only
     viral = [f"Reverse a singly linked list in place please. {tail}" for tail in ("Thanks!", "Explain.", "Go.")]
     rows = _rows([viral[i % 3] for i in range(30)], [f"a{i % 10}" for i in range(30)])
-    out, _ = family_coordination.compute(rows, np.zeros(rows.n_accounts), frozenset(), wrapper_min_texts=3)
+    out, _ = family_coordination.compute(rows, np.zeros(rows.n_accounts), _population(rows), frozenset(),
+                                         wrapper_min_texts=3)
     assert out["wrapper_share"].max() == 0
 
 
 def test_wrappers_around_ordinary_questions_link_nobody():
     prompts, owners = _campaign_and_bystanders()
     rows = _rows(prompts, owners, p=0.05)  # a team's template around its members' own questions
-    out, graph = family_coordination.compute(rows, np.zeros(rows.n_accounts), frozenset(), wrapper_min_texts=3)
+    out, graph = family_coordination.compute(rows, np.zeros(rows.n_accounts), _population(rows), frozenset(),
+                                             wrapper_min_texts=3)
     assert out["wrapper_share"].max() == 1.0  # still a shared wrapper, for the model to weigh
     assert out["community_size"].max() == 1 and len(set(graph.labels)) == rows.n_accounts
     assert len(graph.edges) == 6  # analysts still see the four accounts' links
@@ -161,11 +171,13 @@ def test_metadata_evidence_is_one_sided_and_absent_fields_are_neutral():
     owners = ["a", "a", "b", "c", "c", "c", "c", "c"]
     prompts = [f"prompt {i} with enough words to matter here" for i in range(8)]
     ips = ["1.1.1.1", "1.1.1.1", "1.1.1.1", "9.0.0.1", "9.0.0.2", "9.0.0.3", "9.0.0.4", "9.0.0.5"]
-    out = family_metadata.compute(_rows(prompts, owners, ip=ips, payment_fingerprint=[None] * 8))
+    rows = _rows(prompts, owners, ip=ips, payment_fingerprint=[None] * 8)
+    out = family_metadata.compute(rows, _population(rows))
     assert out["ip_shared_accounts"].tolist() == [1.0, 1.0, 0.0]  # log2 of 2 accounts on one IP
     assert out["ip_rotation"].tolist() == [0.0, 0.0, 1.0]  # a new IP on every request (5+ prompts)
     assert out["payment_shared_accounts"].tolist() == [0.0, 0.0, 0.0]
-    bare = family_metadata.compute(_rows(prompts, owners))  # no IP or payment column at all
+    rows = _rows(prompts, owners)  # no IP or payment column at all
+    bare = family_metadata.compute(rows, _population(rows))
     assert all(v.tolist() == [0.0, 0.0, 0.0] for v in bare.values())
 
 
@@ -174,7 +186,7 @@ def test_content_shares_need_volume_and_ignore_common_language():
         [f"solve problem {i} and show every intermediate step of the derivation" for i in range(40)]
     owners = ["o1", "o2", "o3"] + ["h"] * 40
     rows = _rows(prompts, owners, p=0.9)
-    out = family_content.compute(rows, np.full(5, 2.0, np.float32), common_text_accounts=3)
+    out = family_content.compute(rows, _population(rows), np.full(5, 2.0, np.float32), common_text_accounts=3)
     h, o = list(rows.account_ids).index("h"), list(rows.account_ids).index("o1")
     # one harvest-shaped prompt is weak evidence, forty are strong; a text three accounts send is none
     assert out["harvest_share"][h] == pytest.approx(40 / 60)

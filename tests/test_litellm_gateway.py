@@ -32,7 +32,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from serving_helpers import KEY, MAX_PROMPT, Server, build_world, free_port
+from serving_helpers import KEY, MAX_PROMPT, Server, build_world, free_port, seed_background
 
 if importlib.util.find_spec("litellm") is None:
     pytest.skip("litellm is not installed (it comes with the test extra: pip install -e '.[test]')",
@@ -164,6 +164,7 @@ def stack(tmp_path_factory):
         proxy.start()
         world = build_world(root)
         server.start(port=server_port)
+        seed_background(server, world)
         proxy.wait_ready()
         print(f"LiteLLM proxy answered {proxy.startup_s or float('nan'):.1f} s after launch (beside training)")
         yield {"proxy": proxy, "server": server, **world}

@@ -36,11 +36,11 @@ def test_no_model_answers_by_the_fail_mode(tmp_path, mode, decision):
 
 def test_settings_merge_file_arguments_and_env_keys(tmp_path, monkeypatch):
     cfg = tmp_path / "serve.json"
-    cfg.write_text(json.dumps({"api_keys": ["file-key"], "window_events": 50, "fail_mode": "closed"}))
+    cfg.write_text(json.dumps({"api_keys": ["file-key"], "refresh_batch_accounts": 50, "fail_mode": "closed"}))
     monkeypatch.setenv("DISTILLGUARD_API_KEYS", " env-a, env-b ,")
-    s = load_settings(cfg, window_events=None, state_path=tmp_path / "s")
+    s = load_settings(cfg, refresh_batch_accounts=None, state_path=tmp_path / "s")
     assert s.api_keys == ("file-key", "env-a", "env-b")
-    assert s.window_events == 50 and s.fail_mode == "closed" and s.state_path == tmp_path / "s"
+    assert s.refresh_batch_accounts == 50 and s.fail_mode == "closed" and s.state_path == tmp_path / "s"
     assert "env-a" not in repr(s)
     with pytest.raises(ValueError):
         ServeSettings(fail_mode="sometimes")

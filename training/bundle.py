@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
-import numpy as np
-import pandas as pd
 
-from distillguard.features.pipeline import EmbeddingContext, FeatureState, build_features
+from distillguard.features.pipeline import EmbeddingContext, FeatureState
 from distillguard.training.model import Detector, Thresholds
 
 BUNDLE_FORMAT = "distillguard-detector-bundle/v2"
@@ -72,22 +70,3 @@ class DetectorBundle:
             raise BundleError(f"this machine's {self.state.profile} embedder ({ctx.embedder.identity.fingerprint}) "
                               f"differs from the model's ({self.state.identity.fingerprint})")
         return ctx
-
-
-def score_table(features: pd.DataFrame, detector: Detector) -> pd.DataFrame:
-    """account_id, score, decision, reasons for a feature table."""
-    scores = detector.score(features)
-    reasons = detector.reasons(features)
-    return pd.DataFrame({
-        "account_id": features.index.to_numpy(),
-        "score": np.round(scores, 6),
-        "decision": detector.decide(features, scores),
-        "reasons": ["; ".join(r) for r in reasons],
-    })
-
-
-def score_events(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingContext, *,
-                 show_progress: bool = False) -> pd.DataFrame:
-    """Score every account in `events` (accounts never seen in training included)."""
-    features = build_features(events, bundle.state, ctx, show_progress=show_progress)
-    return score_table(features, bundle.detector)

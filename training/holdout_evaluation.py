@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from distillguard.features.pipeline import EmbeddingContext, build_features
+from distillguard.features.pipeline import EmbeddingContext
 from distillguard.training.bundle import DetectorBundle
 from distillguard.training.holdout_report import cold_start_figures, flatten, population_figures
 from distillguard.training.holdouts import Holdout, adaptive_copy, cold_start_cut
+from distillguard.training.inference import Inference
 from distillguard.training.model import Detector
 
 #: The hold-out variants, in the order they are reported.
@@ -47,15 +48,14 @@ def variant_events(holdout: Holdout, seed: int) -> dict[str, pd.DataFrame]:
 
 def score_population(bundle: DetectorBundle, events: pd.DataFrame, ctx: EmbeddingContext, *,
                      show_progress: bool = False) -> ScoredPopulation:
-    features = build_features(events, bundle.state, ctx, show_progress=show_progress)
-    det = bundle.detector
-    scores = pd.Series(det.score(features), index=features.index)
-    return ScoredPopulation(events, features, scores, pd.Series(det.decide(features, scores.to_numpy()),
-                                                                index=features.index))
+    scored = Inference(bundle, ctx).score_events(events, with_reasons=False, show_progress=show_progress)
+    index = scored.features.index
+    return ScoredPopulation(events, scored.features, pd.Series(scored.scores, index=index),
+                            pd.Series(scored.decisions, index=index))
 
 
 def _figures(name: str, evaluated: pd.DataFrame, pop: ScoredPopulation) -> dict:
-    volumes = pop.events.groupby("account_id").size()
+    volumes = pop.features["volume"]  # prompts in its scoring window
     components = pop.features["community_size"] if "community_size" in pop.features else None
     figures = population_figures(evaluated, pop.scores, pop.decisions, volumes, components)
     if name == "cold_start":

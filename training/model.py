@@ -83,6 +83,20 @@ class Thresholds:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Reason:
+    """One piece of evidence behind a score."""
+
+    feature: str
+    value: float
+    organic: float  # the organic median of the feature in training
+    contribution: float  # log-odds
+    text: str  # the analyst's sentence
+
+    def __str__(self) -> str:
+        return f"{self.text} [+{self.contribution:.1f}]"
+
+
 class DetectorNotFittedError(ValueError):
     """A detector without a trained booster refuses to score."""
 
@@ -125,26 +139,32 @@ class Detector:
         judged against the cold-start thresholds)."""
         return self.thresholds.decide(scores, X["volume"].to_numpy() if "volume" in X else None)
 
-    def reasons(self, X: pd.DataFrame, top: int = 3) -> list[list[str]]:
-        """Per row, the evidence pushing the score up most, in an analyst's words: e.g. '62% of its
-        prompts ask for step-by-step or full reasoning traces (organic: 3%) [+2.1]'. A feature the
-        account had no value for (too few prompts, a field it does not send) is never a reason."""
+    def evidence(self, X: pd.DataFrame, top: int = 3) -> list[list[Reason]]:
+        """Per row, the evidence pushing the score up most, in an analyst's words (e.g. '62% of its
+        prompts ask for step-by-step or full reasoning traces (organic: 3%)') with the feature, its
+        value, the organic median and the contribution in log-odds. A feature the account had no
+        value for (too few prompts, a field it does not send) is never evidence."""
         m = self.matrix(X)
         contrib = self.booster.predict(m, pred_contrib=True)[:, :-1]  # last column: the bias
         raw = X[self.feature_names].to_numpy(dtype=np.float64)
         out = []
         for r in range(len(X)):
             row = dict(zip(self.feature_names, raw[r]))
-            order = np.argsort(-contrib[r])
-            picked = []
-            for j in order:
+            picked: list[Reason] = []
+            for j in np.argsort(-contrib[r]):
                 if contrib[r, j] <= 0 or len(picked) == top:
                     break
                 if math.isnan(raw[r, j]):
                     continue
-                picked.append(f"{self._sentence(self.feature_names[j], raw[r, j], row)} [+{contrib[r, j]:.1f}]")
+                name = self.feature_names[j]
+                picked.append(Reason(name, float(raw[r, j]), self.organic_median.get(name, float("nan")),
+                                     float(contrib[r, j]), self._sentence(name, raw[r, j], row)))
             out.append(picked)
         return out
+
+    def reasons(self, X: pd.DataFrame, top: int = 3) -> list[list[str]]:
+        """`evidence` as sentences with their contribution: '... (organic: 3%) [+2.1]'."""
+        return [[str(r) for r in rs] for rs in self.evidence(X, top)]
 
     def _sentence(self, name: str, value: float, row: dict[str, float]) -> str:
         organic = self.organic_median.get(name, float("nan"))

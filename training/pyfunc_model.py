@@ -17,7 +17,7 @@ class DetectorPyfunc(mlflow.pyfunc.PythonModel):
         import tempfile
         from pathlib import Path
 
-        from distillguard.training.bundle import score_events
+        from distillguard.training.inference import Inference
 
-        ctx = self.bundle.open_embeddings(Path(tempfile.gettempdir()) / "distillguard-embeddings")
-        return score_events(model_input, self.bundle, ctx)
+        store = Path(tempfile.gettempdir()) / "distillguard-embeddings"
+        return Inference.open(self.bundle, store).score_events(model_input).table()

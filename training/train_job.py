@@ -16,10 +16,11 @@ import pandas as pd
 from distillguard.features.account_features import FeatureConfig
 from distillguard.features.catalog import names_of_kind
 from distillguard.features.feature_spec import BEHAVIOUR, CONTENT
+from distillguard.features.window import account_windows
 from distillguard.features.pipeline import (
     EmbeddingContext, FeatureState, build_features, fit_feature_state, prepare_prompts,
 )
-from distillguard.training.bundle import DetectorBundle, score_events
+from distillguard.training.bundle import DetectorBundle
 from distillguard.training.dataset import TrainingDataError, check_labels, stratified_split
 from distillguard.training.evaluation import baseline_scores, comparison_table, leave_one_style_out, time_to_detection
 from distillguard.training.holdout_evaluation import HoldoutEvaluation, evaluate_on_holdout, rescore
@@ -178,7 +179,8 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
         log("WARNING: " + holdout.note)
         log("WARNING " + "!" * 60)
 
-    earlier = training_events(events, holdout)
+    window = FeatureConfig()
+    earlier = account_windows(training_events(events, holdout), window.window_events, window.window_days)
     if earlier.empty:
         raise TrainingDataError(f"no training data outside the frozen hold-out (it starts {holdout.cutoff}); the "
                                 "hold-out must stay later than training: give earlier traffic or a new --mlruns")
@@ -289,9 +291,4 @@ def load_bundle(registry: Registry, model_uri: str) -> DetectorBundle:
     return bundle
 
 
-def score_with(bundle: DetectorBundle, events: pd.DataFrame, store_dir: Path) -> pd.DataFrame:
-    """Score `events` with `bundle`, embedding through the store at `store_dir`."""
-    return score_events(events, bundle, bundle.open_embeddings(store_dir), show_progress=True)
-
-
-__all__ = ["TrainConfig", "TrainResult", "run_training", "load_bundle", "score_with"]
+__all__ = ["TrainConfig", "TrainResult", "run_training", "load_bundle"]

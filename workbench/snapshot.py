@@ -32,7 +32,9 @@ from sklearn.decomposition import PCA
 
 from distillguard.features.coordination import build_text_index
 from distillguard.features.pipeline import EmbeddingContext, build_features_and_graph
-from distillguard.training.bundle import DetectorBundle, score_table
+from distillguard.features.window import account_windows
+from distillguard.training.bundle import DetectorBundle
+from distillguard.training.inference import Inference
 from distillguard.workbench.skeletons import readable_skeleton
 
 SNAPSHOT_FORMAT = "distillguard-workbench/v1"
@@ -97,7 +99,7 @@ def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingC
                    log: Callable[[str], None] = lambda _m: None) -> tuple[dict, pd.DataFrame]:
     """Score `events`' accounts with `bundle` and write the snapshot folder `out` (replaced whole).
 
-    Returns the snapshot's meta record and the bundle's scores (`training.bundle.score_table`: what
+    Returns the snapshot's meta record and the bundle's scores (`ScoredAccounts.table()`: what
     `distillguard score` writes; scores from `stored` are in the snapshot, not in this table).
     """
     if events.empty:
@@ -111,9 +113,10 @@ def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingC
 
     log(f"embedding {len(events):,} prompts of {events['account_id'].nunique():,} accounts")
     state = bundle.state
+    events = account_windows(events, state.config.window_events, state.config.window_days).reset_index(drop=True)
     feats, graph, table = build_features_and_graph(events, state, ctx, show_progress=True)
     log(f"{len(table.unique_vectors):,} distinct texts embedded, features built ({time.perf_counter() - t0:.0f} s)")
-    scored = score_table(feats, bundle.detector)
+    scored = Inference(bundle, ctx).score_features(feats, graph=graph).table()
     scores = scored.set_index("account_id")
     scores["reasons"] = [[r for r in s.split("; ") if r] for s in scores["reasons"]]
     scores["model_version"] = str(model_version)
