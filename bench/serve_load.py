@@ -4,7 +4,9 @@ Open loop: request i is due at start + i / rate whatever happened before, so a s
 up as latency (measured from the due time, "corrected") instead of as a lower send rate. Uses a
 minimal HTTP/1.1 client on asyncio streams over keep-alive connections (an httpx client tops out
 near 370 requests/s on a 2-core machine). Prints p50/p95/p99 latency, achieved throughput, errors,
-staleness of the scores answered (now - scored_at) and the refresh backlog sampled from /metrics.
+staleness of the scores answered (now - scored_at), the refresh backlog sampled from /metrics,
+the refresh worker's throughput and busy share over the run, the population state's size, the
+state's disk use (and per 100,000 accounts), and the server's and worker's resident memory.
 
     python bench/serve_load.py --url http://127.0.0.1:8000 --key KEY --rate 300 --duration 60 \
         --events runs/sim/events.parquet --accounts 2000
@@ -64,6 +66,17 @@ def _workload(events_path: str | None, accounts: int, seed: int) -> list[dict]:
              "prompt": " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))} for _ in range(50_000)]
 
 
+def _rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a process on this machine (the server and its worker run here)."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, TypeError):
+        return None
+    return None
+
+
 def _metric(text: str, name: str) -> float | None:
     m = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
     return float(m.group(1)) if m else None
@@ -116,6 +129,12 @@ async def run(args: argparse.Namespace) -> dict:
             except asyncio.TimeoutError:
                 pass
 
+    async def readyz() -> dict:
+        c = Conn(u.hostname, u.port or 80)
+        _, text = await c.request("GET", "/readyz", {"Authorization": f"Bearer {args.key}"})
+        return json.loads(text)
+
+    before = await readyz()
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_backlog(stop))
     tasks = []
@@ -130,6 +149,12 @@ async def run(args: argparse.Namespace) -> dict:
     elapsed = time.perf_counter() - start
     stop.set()
     await sampler
+    after = await readyz()
+    r0, r1 = before.get("refresh", {}), after.get("refresh", {})
+    refreshed = (r1.get("refreshed_accounts") or 0) - (r0.get("refreshed_accounts") or 0)
+    busy = (r1.get("busy_seconds") or 0) - (r0.get("busy_seconds") or 0)
+    storage = after.get("storage", {})
+    population = r1.get("population_accounts") or 0
 
     def pct(xs, q):
         return round(float(np.percentile(xs, q)) * 1000, 2) if xs else None
@@ -150,6 +175,16 @@ async def run(args: argparse.Namespace) -> dict:
                     "events_max": float(b[:, 1].max()) if len(b) else None,
                     "refresh_lag_max_s": round(float(b[:, 2].max()), 2) if len(b) else None,
                     "over_bound_seen": bool(b[:, 3].max()) if len(b) else None},
+        "refresh": {"accounts_refreshed": refreshed,
+                    "accounts_per_s": round(refreshed / elapsed, 1),
+                    "events_per_s_absorbed": round(len(latency) / elapsed, 1),
+                    "worker_busy_share": round(busy / elapsed, 2),
+                    "population_accounts": population, "sweeps_completed": r1.get("sweeps_completed")},
+        "storage": {**storage,
+                    "scores_bytes_per_100k_accounts": round(storage.get("scores_bytes", 0) / max(population, 1) * 1e5),
+                    "events_bytes_per_100k_accounts": round(storage.get("events_bytes", 0) / max(population, 1) * 1e5)},
+        "rss_mb": {name: _rss_mb(pid) for name, pid in (("server", after.get("pids", {}).get("server")),
+                                                         ("worker", after.get("pids", {}).get("worker")))},
     }
 
 

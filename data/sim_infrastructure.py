@@ -61,10 +61,6 @@ CLIENT_MIX: dict[str, tuple[float, float, float]] = {
 }
 
 
-def client_kind(r: random.Random, archetype: str) -> str:
-    return r.choices(CLIENT_KINDS, weights=CLIENT_MIX[archetype])[0]
-
-
 def person_infra(r: random.Random, archetype: str, client: str = "app") -> AccountInfra:
     """An individual's or a benign service's own IPs, card and client."""
     hosting = archetype in ("eval_runner", "support_bot") or r.random() < 0.1  # VPN users, cloud runners

@@ -21,10 +21,13 @@ WORK_HOURS_P = WORK_HOURS / WORK_HOURS.sum()
 
 
 def fold_into_days(starts: np.ndarray, first_day: float, last_day: float) -> np.ndarray:
-    """Move starts that a time-zone shift pushed outside [first_day, last_day) by one day back in."""
+    """Move starts that a time-zone shift pushed outside [first_day, last_day) back in (by one day)."""
     lo, hi = first_day * DAY, last_day * DAY
     starts = np.where(starts < lo, starts + DAY, starts)
-    return np.where(starts >= hi, starts - DAY, starts)
+    starts = np.where(starts >= hi, starts - DAY, starts)
+    # a span shorter than a day (a light account trying the service once) can still miss it: wrap
+    outside = (starts < lo) | (starts >= hi)
+    return np.where(outside, lo + np.mod(starts - lo, max(hi - lo, 1.0)), starts)
 
 
 def _split_sizes(rng: np.random.Generator, n: int, mean_size: float) -> np.ndarray:

@@ -149,6 +149,60 @@ def baseline_fit(
                f"(recall@10 {b.index_recall_at_10_:.3f}), {len(b.centroids_)} topic clusters -> {out}")
 
 
+@baseline_app.command("drift")
+def baseline_drift(
+    out: Annotated[Path, typer.Option("--out", help="CSV of the per-cluster drift table (a PNG is drawn beside it)")],
+    events: Annotated[Optional[Path], typer.Option("--events", help="events of the later period")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="labels: accounts labelled 0 are organic")] = None,
+    state: Annotated[Optional[Path], typer.Option("--state", help="a `serve` state folder: the accounts its "
+                                                  "gateway answered `allow` are the organic traffic")] = None,
+    model_uri: Annotated[str, typer.Option("--model-uri")] = "models:/distillguard@champion",
+    mlruns: Annotated[Path, typer.Option("--mlruns")] = Path("mlruns"),
+    store: StoreDir = Path("runs/embeddings"),
+) -> None:
+    """How far a period's organic traffic moved from the model's organic reference, per topic cluster."""
+    import json
+
+    from distillguard.features.drift import drift_report
+    from distillguard.training.bundle import BundleError
+    from distillguard.training.plots import drift_picture
+    from distillguard.training.registry import RegistryError
+    from distillguard.training.train_job import load_bundle
+
+    if (events is None) == (state is None):
+        _fail("give --events (with --labels) or --state")
+    if events is not None:
+        from distillguard.data.errors import ContractError
+        from distillguard.data.readers import read_labels
+
+        ev = _read_events_or_fail(events, "fail")
+        if labels is None:
+            _fail("--events needs --labels to know which accounts are organic")
+        try:
+            lab = read_labels(labels)
+        except ContractError as exc:
+            _fail(str(exc))
+        organic = ev[ev["account_id"].isin(set(lab.loc[lab["label"] == 0, "account_id"]))]
+    else:
+        from distillguard.workbench.sources import events_from_state, scores_from_state
+
+        frame, stored = events_from_state(state), scores_from_state(state)
+        allowed = set(stored.table.loc[stored.table["decision"] == "allow", "account_id"])
+        organic = frame[frame["account_id"].isin(allowed)]
+    try:
+        bundle = load_bundle(_registry(mlruns), model_uri)
+        ctx = bundle.open_embeddings(store)
+    except (RegistryError, BundleError) as exc:
+        _fail(str(exc))
+    vectors = ctx.embed(organic["prompt"].tolist(), show_progress=True)
+    table, summary = drift_report(bundle.state.baseline, vectors[np.linalg.norm(vectors, axis=1) > 0])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out)
+    drift_picture(table, summary, out.with_suffix(".png"))
+    typer.echo(json.dumps({"model_version": bundle.info.get("version"), **summary}, indent=2))
+    typer.echo(f"per-cluster table -> {out}; picture -> {out.with_suffix('.png')}")
+
+
 @app.command()
 def features(
     events: Annotated[Path, typer.Option("--events", help="events file")],

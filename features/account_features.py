@@ -43,7 +43,8 @@ class FeatureConfig:
     common_text_accounts: int = 3  # an exact text this many accounts send is common language
     wrapper_min_texts: int = 3  # a wrapper carries at least this many different payloads
     window_events: int = 400  # an account's newest events a score reads (features.window)
-    window_days: float = 30.0  # ... no older than this before its newest one; the population: the same span
+    window_days: float = 42.0  # ... no older than this before its newest one; the population: the same span
+    # (six weeks: the span of the harvesting campaigns reported in 2026, and of the simulator's world)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)

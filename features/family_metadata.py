@@ -14,7 +14,7 @@ from distillguard.features.rows import AccountRows
 
 FAMILY = "metadata"
 KIND = BEHAVIOUR
-ROTATION_MIN_PROMPTS = 5
+ROTATION_MIN_PROMPTS = 3  # a burner account behind rotating proxies shows it within a few requests
 
 COLUMNS: tuple[Feature, ...] = (
     Feature("ip_shared_accounts", FAMILY, "log2 of the most accounts sharing one of the account's IPs (0: none "
@@ -24,7 +24,7 @@ COLUMNS: tuple[Feature, ...] = (
             "fingerprints (0: none shared, or none sent)", "[0, inf)",
             "its payment card is shared by {payment_shared_accounts_count:.0f} other accounts", +1,
             "payment_fingerprint", KIND),
-    Feature("ip_rotation", FAMILY, "distinct IPs per prompt, for accounts with 5 or more prompts carrying an IP "
+    Feature("ip_rotation", FAMILY, "distinct IPs per prompt, for accounts with 3 or more prompts carrying an IP "
             "(0 otherwise)", "[0, 1]", "it changes IP on {value:.0%} of its requests (organic: {organic:.0%})", +1,
             "ip", KIND),
 )

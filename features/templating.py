@@ -67,11 +67,6 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> float:
     return float((s @ s - norms) / (n * (n - 1)))
 
 
-def distinct_ratio(text_keys: Sequence[bytes]) -> float:
-    """Distinct normalised texts over prompts (1.0: never repeats itself)."""
-    return len(set(text_keys)) / len(text_keys) if len(text_keys) else float("nan")
-
-
 MIN_PAYLOAD_TOKENS = 3
 
 

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import hmac
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 
@@ -160,7 +161,8 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
                                                     "errors", "batches", "last_batch_seconds", "busy_seconds",
                                                     "swept_accounts")} | {"status_at": raw.get("at")},
                 "storage": {"events_bytes": events.size_bytes(), "scores_bytes": board.size_bytes(),
-                            "retention_days": settings.retention_days, **retention}}
+                            "retention_days": settings.retention_days, **retention},
+                "pids": {"server": os.getpid(), "worker": raw.get("pid")}}
         return JSONResponse(body, status_code=200 if st.model_version is not None else 503)
 
     require_key = _auth_dependency(settings)

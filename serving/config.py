@@ -42,8 +42,9 @@ class ServeSettings(BaseModel):
     sweep_interval_s: float = Field(default=30.0, ge=0)  # a new sweep over the population at most this often
 
     # -- retention --------------------------------------------------------------------------------
-    # events received longer ago leave the log (the model's scoring window is 30 days: keep at least that)
-    retention_days: float = Field(default=30.0, gt=0)
+    # events received longer ago leave the log (the model's scoring window is 42 days: keep at least that;
+    # shorter, a restarted server rebuilds its windows without their oldest days)
+    retention_days: float = Field(default=45.0, gt=0)
     retention_check_s: float = Field(default=600.0, gt=0)
     refresh_idle_s: float = Field(default=0.2, gt=0)
     backlog_bound_accounts: int = Field(default=5_000, gt=0)

@@ -9,6 +9,7 @@ import pytest
 
 from distillguard.data.simulator import simulate
 from distillguard.data.simulator_config import SimulatorConfig
+from distillguard.features.account_features import FeatureConfig
 from distillguard.features.baseline import BaselineIdentityError
 from distillguard.features.catalog import FEATURE_NAMES
 from distillguard.features.elicitation import INTENTS, IntentScorer, all_segments
@@ -54,7 +55,10 @@ def table(sim, state, ctx) -> pd.DataFrame:
 def test_one_row_per_account_with_every_documented_feature(table, sim):
     assert set(table.index) == set(sim.labels["account_id"])
     assert list(table.columns[: len(FEATURE_NAMES)]) == list(FEATURE_NAMES)
-    assert table["volume"].sum() == len(sim.events)
+    # each account is read through its scoring window: its newest `window_events` prompts
+    cap = FeatureConfig().window_events
+    expected = sim.events.groupby("account_id").size().clip(upper=cap)
+    assert (table["volume"] == expected.reindex(table.index)).all()
 
 
 def test_features_are_deterministic(sim, state, ctx, table):

@@ -278,3 +278,21 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     (tmp_path / "other" / "precious.txt").write_text("x")
     with pytest.raises(FileExistsError):
         first.save(tmp_path / "other")
+
+
+def test_drift_report_tells_the_same_traffic_from_a_moved_one(traffic: Traffic) -> None:
+    from distillguard.features.drift import drift_report
+
+    half = len(traffic.X) // 2
+    b = OrganicBaseline(exact_max=50_000, n_clusters=8, seed=3).fit(
+        traffic.X[:half], traffic.codes[:half], traffic.identity)
+    _, same = drift_report(b, traffic.X[half:])
+    # a later period whose organic users ask what only harvesters asked here
+    table, moved = drift_report(b, np.concatenate(traffic.harvest))
+    assert moved["cluster_js_divergence_bits"] > 2 * same["cluster_js_divergence_bits"]
+    assert moved["knn_distance_ratio"] > same["knn_distance_ratio"]
+    assert moved["share_beyond_reference_p90"] > same["share_beyond_reference_p90"]
+    assert same["share_beyond_reference_p90"] < 0.3
+    assert len(table) == 8 and table["now_share"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no organic prompts"):
+        drift_report(b, traffic.X[:0])

@@ -11,6 +11,7 @@ import pytest
 
 from distillguard.data.simulator import simulate
 from distillguard.data.simulator_config import SimulatorConfig
+from distillguard.training.inference import Inference
 from distillguard.training.registry import Registry
 from distillguard.training.train_job import TrainConfig, load_bundle, run_training
 
@@ -31,9 +32,7 @@ def trained(tmp_path_factory):
 
 
 def _score(bundle, ctx, events: pd.DataFrame) -> pd.DataFrame:
-    from distillguard.training.bundle import score_events
-
-    return score_events(events, bundle, ctx).set_index("account_id")
+    return Inference(bundle, ctx).score_events(events, with_reasons=False).table().set_index("account_id")
 
 
 def test_removing_optional_fields_never_raises_an_organic_accounts_score(trained):

@@ -174,7 +174,7 @@ def test_metadata_evidence_is_one_sided_and_absent_fields_are_neutral():
     rows = _rows(prompts, owners, ip=ips, payment_fingerprint=[None] * 8)
     out = family_metadata.compute(rows, _population(rows))
     assert out["ip_shared_accounts"].tolist() == [1.0, 1.0, 0.0]  # log2 of 2 accounts on one IP
-    assert out["ip_rotation"].tolist() == [0.0, 0.0, 1.0]  # a new IP on every request (5+ prompts)
+    assert out["ip_rotation"].tolist() == [0.0, 0.0, 1.0]  # a new IP on every request (3+ prompts)
     assert out["payment_shared_accounts"].tolist() == [0.0, 0.0, 0.0]
     rows = _rows(prompts, owners)  # no IP or payment column at all
     bare = family_metadata.compute(rows, _population(rows))

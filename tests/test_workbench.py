@@ -13,7 +13,9 @@ import pytest
 
 from distillguard.data.simulator import plan_accounts
 from distillguard.data.simulator_config import SimulatorConfig
+from distillguard.features.account_features import FeatureConfig
 from distillguard.features.templating import tokens
+from distillguard.features.window import account_windows
 
 ACCOUNTS, SEED = 260, 5  # the training world
 FRESH_ACCOUNTS, FRESH_SEED = 240, 1005  # a fresh week of traffic, none of it seen in training
@@ -68,7 +70,9 @@ def test_build_reports_what_it_did(world):
     assert "snapshot of" in world["build_log"] and "campaign components" in world["build_log"]
     meta = json.loads((world["root"] / "wb" / "meta.json").read_text())
     assert meta["accounts"] == world["events"]["account_id"].nunique()
-    assert meta["prompts"] == len(world["events"])
+    # the snapshot reads every account through the model's scoring window (its newest prompts)
+    cfg = FeatureConfig()
+    assert meta["prompts"] == len(account_windows(world["events"], cfg.window_events, cfg.window_days))
 
 
 def test_inspect_harvester_shows_its_wrapper_and_campaign_neighbours(world):

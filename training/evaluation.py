@@ -1,6 +1,5 @@
-"""Evaluation of a detector on held-out accounts: headline metrics, per-campaign recall and
-per-archetype false positives at the review threshold, baselines a user would otherwise reach
-for, leave-one-style-out, and time to detection. Pure functions of feature tables and scores."""
+"""Evaluation beside the hold-out figures (`holdout_report`): the baselines a user would otherwise
+reach for, leave-one-style-out, and time to detection. Pure functions of feature tables and scores."""
 
 from __future__ import annotations
 
@@ -12,20 +11,11 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from distillguard.training.dataset import campaign_style
-from distillguard.training.metrics import headline_metrics, rate_by_group, recall_at_fpr
-from distillguard.training.model import Detector, train_booster
+from distillguard.training.metrics import headline_metrics, recall_at_fpr
+from distillguard.training.model import train_booster
 
 #: What a keyword filter for reasoning extraction would match (the baseline, not our detector).
 REASONING_KEYWORDS = re.compile(r"step[- ]by[- ]step|reasoning|chain[- ]of[- ]thought|think|show (?:your|all) work", re.I)
-
-
-def operating_point_report(labels: pd.DataFrame, scores: np.ndarray, detector: Detector) -> dict[str, dict[str, float]]:
-    """Recall per campaign and flag rate per organic archetype at the review threshold."""
-    flagged = scores > detector.thresholds.review
-    y = labels["label"].to_numpy()
-    camp = labels["campaign"].to_numpy()
-    return {"recall_by_campaign": rate_by_group(flagged[y == 1], camp[y == 1]),
-            "fpr_by_archetype": rate_by_group(flagged[y == 0], camp[y == 0])}
 
 
 def keyword_rate(events: pd.DataFrame) -> pd.Series:

@@ -80,3 +80,23 @@ def holdout_summary(report: dict[str, dict], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def drift_picture(table: pd.DataFrame, summary: dict[str, float], path: Path) -> Path:
+    """Per reference cluster: its share now against its share of the reference, and how far this
+    period's prompts in it sit from the reference (the dashed line: the reference's own median)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(table))
+    left.bar(x - 0.2, table["reference_share"], 0.4, label="reference")
+    left.bar(x + 0.2, table["now_share"], 0.4, label="now")
+    left.set(xlabel="topic cluster of the reference", ylabel="share of organic prompts",
+             title=f"Topic mix (JS divergence {summary['cluster_js_divergence_bits']:.3f} bits)")
+    left.legend(fontsize=7)
+    right.bar(x, table["knn_distance_now"].fillna(0))
+    right.axhline(summary["knn_distance_median_reference"], color="red", ls="--", lw=1)
+    right.set(xlabel="topic cluster of the reference", ylabel="median distance to reference",
+              title=f"Distance to the reference (x{summary['knn_distance_ratio']:.2f} its own)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
