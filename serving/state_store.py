@@ -16,7 +16,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,19 @@ class _Db:
             self._local.conn = c
         return c
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken at once, so a writer never waits half-way): committed when
+        the block ends, rolled back if it raises."""
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
     def get(self, table: str, key: str) -> str | None:
         row = self.conn().execute(f"SELECT value FROM {table} WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -119,13 +133,8 @@ class EventLog(_Db):
         if len(rows) == 1:
             c.execute(self._INSERT, (*rows[0], now))  # autocommit: one implicit transaction
             return 1
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as c:
             c.executemany(self._INSERT, [(*r, now) for r in rows])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
         return len(rows)
 
     def delete_received_before(self, before: float, limit: int) -> int:
@@ -224,9 +233,7 @@ class ScoreBoard(_Db):
         for eid, acc, received in new_events:
             p = per.setdefault(acc, [0, received])
             p[0] += 1
-        c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as c:
             c.executemany("INSERT INTO scores(account_id, dirty, dirty_since, pending_events) VALUES (?, 1, ?, ?) "
                           "ON CONFLICT(account_id) DO UPDATE SET dirty = 1, "
                           "dirty_since = COALESCE(dirty_since, excluded.dirty_since), "
@@ -234,10 +241,6 @@ class ScoreBoard(_Db):
                           [(acc, p[1], p[0]) for acc, p in per.items()])
             c.execute("INSERT INTO meta(key, value) VALUES ('cursor', ?) ON CONFLICT(key) DO UPDATE SET "
                       "value = excluded.value", (str(new_events[-1][0]),))
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     def dirty_accounts(self, limit: int) -> list[str]:
         return [r[0] for r in self.conn().execute(
@@ -247,27 +250,19 @@ class ScoreBoard(_Db):
         """Write refresh results ({account_id, score, decision, reasons, features, model_version,
         window_size, through}) and take the accounts off the queue (new events re-queue them)."""
         now = time.time()
-        c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as c:
             c.executemany(
                 "UPDATE scores SET score = ?, decision = ?, reasons = ?, features = ?, model_version = ?, "
                 "last_refresh = ?, window_size = ?, refreshed_through = ?, dirty = 0, dirty_since = NULL, "
                 "pending_events = 0 WHERE account_id = ?",
                 [(r["score"], r["decision"], json.dumps(r["reasons"]), json.dumps(r["features"]), r["model_version"],
                   now, r["window_size"], r["through"], r["account_id"]) for r in results])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     def seed(self, results: Sequence[dict]) -> None:
         """Store scores computed elsewhere (a batch run) as the accounts' current scores, creating their
         rows; the worker rescores them when it reads their events."""
         now = time.time()
-        c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as c:
             c.executemany(
                 "INSERT INTO scores(account_id, score, decision, reasons, features, model_version, last_refresh, "
                 "window_size, refreshed_through) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(account_id) DO UPDATE SET "
@@ -277,10 +272,6 @@ class ScoreBoard(_Db):
                 "refreshed_through = excluded.refreshed_through",
                 [(r["account_id"], r["score"], r["decision"], json.dumps(r["reasons"]), json.dumps(r["features"]),
                   r["model_version"], now, r["window_size"], r["through"]) for r in results])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     def refreshed_before(self, before: float, limit: int) -> list[str]:
         """Accounts not dirty, last refreshed before `before` (epoch seconds), longest ago first."""
