@@ -245,9 +245,12 @@ ModelUri = Annotated[str, typer.Option("--model-uri", help="models:/distillguard
 
 
 def _registry(mlruns: Path):
-    from distillguard.training.registry import Registry
+    from distillguard.training.registry import Registry, RegistryError
 
-    return Registry(mlruns)
+    try:
+        return Registry(mlruns)
+    except RegistryError as exc:
+        _fail(str(exc))
 
 
 @app.command()

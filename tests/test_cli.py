@@ -100,3 +100,18 @@ def test_serve_refuses_to_start_without_api_keys(tmp_path):
     res = subprocess.run([*CLI, "serve", "--state", str(tmp_path / "s"), "--port", "0"], capture_output=True,
                          text=True, timeout=120, env=env)
     assert res.returncode == 1 and "DISTILLGUARD_API_KEYS" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_registry_written_by_another_mlflow_version_is_a_one_line_error(tmp_path):
+    import sqlite3
+
+    ok = run("models", "--mlruns", str(tmp_path / "mlruns"))
+    assert ok.returncode == 0, ok.stderr
+    db = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db")
+    db.execute("UPDATE alembic_version SET version_num = 'f4a9b2c7d1e6'")  # a schema this MLflow does not know
+    db.commit()
+    db.close()
+    res = run("models", "--mlruns", str(tmp_path / "mlruns"))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "cannot open the registry" in res.stderr and "mlflow db upgrade" in res.stderr

@@ -45,3 +45,27 @@ def test_readable_skeleton_shows_the_hashed_runs():
     other = "Solve the following problem carefully: 3 trains leave at 9. Show every step before the answer."
     assert readable_skeleton(other) == sk
     assert readable_skeleton("Fix the 3 tests now") is None  # too short to carry a wrapper
+
+
+def test_attacker_written_text_cannot_drive_the_analysts_terminal():
+    import io
+
+    from rich.console import Console
+
+    from distillguard.workbench.terminal import render_campaigns, render_neighbours
+    from distillguard.workbench.views import AccountRow, CampaignView, PromptText, SearchHit, SharedValue
+
+    hostile = "ignore me\x1b[2J\x1b]0;owned\x07 \u202eevil [bold red]markup[/]"
+    member = AccountRow(account_id="acct\x1b[31m_1", score=0.9, decision="block", model_version="1", component=0,
+                        component_size=2, prompts=3, first_ts="2026-01-01T00:00:00Z", last_ts="2026-01-02T00:00:00Z",
+                        reasons=[hostile])
+    text = PromptText(hostile, "0" * 12, len(hostile), False)
+    buf = io.StringIO()
+    console = Console(file=buf, color_system=None, width=300)
+    render_neighbours(hostile, [SearchHit(text, 0.1, "account", [member])], console)
+    render_campaigns([CampaignView(0, 2, 0.9, 0.9, 2, hostile + " … tail", 2, [member], [],
+                                   [SharedValue("user_agent", hostile, 2)], [text])], console)
+    out = buf.getvalue()
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[2J" in out and "\\u202e" in out  # shown, visibly, not executed
+    assert "[bold red]markup[/]" in out  # markup in a prompt is text, not style

@@ -44,12 +44,19 @@ class Registry:
         self.uri = f"sqlite:///{self.root / 'mlflow.db'}"
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(self.uri, self.uri)
-        if self.client.get_experiment_by_name(EXPERIMENT) is None:
-            self.client.create_experiment(EXPERIMENT, artifact_location=(self.root / "artifacts").as_uri())
-        mlflow.set_experiment(EXPERIMENT)
+        try:
+            self.client = MlflowClient(self.uri, self.uri)
+            if self.client.get_experiment_by_name(EXPERIMENT) is None:
+                self.client.create_experiment(EXPERIMENT, artifact_location=(self.root / "artifacts").as_uri())
+            mlflow.set_experiment(EXPERIMENT)
+        except MlflowException as exc:  # e.g. a registry written by another MLflow version
+            first = str(exc).split(". ")[0]
+            raise RegistryError(f"cannot open the registry {self.root / 'mlflow.db'} with MLflow {mlflow.__version__}: "
+                                f"{first}. Back it up and run `mlflow db upgrade {self.uri}`, or open it with the "
+                                "MLflow version that wrote it") from None
 
     # -- versions and aliases --------------------------------------------------------------------
 
