@@ -46,8 +46,11 @@ COLUMNS: tuple[Feature, ...] = (
             "the population repeat around different texts (organic common skeletons excluded)", "[0, 1]",
             "{value:.0%} of its prompts carry wrappers other accounts use around different payloads "
             "(organic: {organic:.0%})"),
-    Feature("wrapper_peers", FAMILY, "log2(1 + other accounts using its most used wrapper)", "[0, inf)",
-            "its main wrapper is shared with {wrapper_peers_count:.0f} other accounts"),
+    # peers of harvest-shaped wrappers only: how many accounts share an ordinary template grows with the
+    # number of users, so counting them would make the false-positive rate grow with the population
+    Feature("wrapper_peers", FAMILY, "log2(1 + other accounts using its most used harvest-shaped wrapper (the "
+            "prompts it carries at least 0.25 harvest-shaped on average); 0 without one)", "[0, inf)",
+            "its main harvest-shaped wrapper is shared with {wrapper_peers_count:.0f} other accounts"),
     Feature("wrapper_intent", FAMILY, "harvest probability of the population's prompts carrying its wrappers "
             "(weighted by its use; 0 without wrappers)", "[0, 1]",
             "the prompts carrying its wrappers are harvest-shaped ({value:.2f}; organic {organic:.2f})", +1),
@@ -93,7 +96,8 @@ def compute(rows: AccountRows, harvest_top5: np.ndarray, population: PopulationS
         carried = np.fromiter(((c, int(h)) in used or (c, int(t)) in used
                                for c, (h, t) in zip(rows.codes.tolist(), keys.tolist())), dtype=bool, count=len(keys))
         out["wrapper_share"] = np.bincount(rows.codes, weights=carried, minlength=n_acc) / rows.volume
-        main = mine.sort_values(["code", "n", "k"], ascending=[True, False, True]).drop_duplicates("code")
+        shaped = mine[mine["p"] >= LINK_INTENT]
+        main = shaped.sort_values(["code", "n", "k"], ascending=[True, False, True]).drop_duplicates("code")
         out["wrapper_peers"][main["code"].to_numpy()] = np.log2(
             [max(population.key_repeaters(int(k)), 1) for k in main["k"]])  # log2(1 + other accounts)
         weighted = mine.assign(pn=mine["p"] * mine["n"]).groupby("code")[["pn", "n"]].sum()

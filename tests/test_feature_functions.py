@@ -141,6 +141,24 @@ def test_accounts_sharing_wrappers_form_a_community_and_inherit_its_evidence():
         assert out["community_size"][i] == 1 and out["community_intent"][i] == 0 and out["wrapper_share"][i] == 0
 
 
+@pytest.mark.parametrize("people", [5, 50])
+def test_an_ordinary_template_shared_by_more_users_adds_no_peer_evidence(people):
+    # a course's template around each student's own questions: the more students, the more accounts share
+    # it; how many do must not count against any of them (the false-positive rate would grow with users)
+    topics = ["rivers", "volcanoes", "poetry", "banking", "chess", "gardens", "trains", "music", "glaciers", "bees"]
+    prompts, owners = [], []
+    for a in range(people):
+        for i in range(4):
+            prompts.append(f"Course assistant, please help me with my homework: {topics[(a + i) % 10]} question "
+                           f"{a} {i} about {topics[(a * 7 + i) % 10]} Thanks for the help with the course today.")
+            owners.append(f"s{a}")
+    rows = _rows(prompts, owners, p=0.02)
+    out, _ = family_coordination.compute(rows, np.full(rows.n_accounts, 0.02), _population(rows), frozenset(),
+                                         wrapper_min_texts=3)
+    assert out["wrapper_share"].min() == 1.0  # it is a wrapper: shared around different payloads
+    assert (out["wrapper_peers"] == 0).all() and (out["community_size"] == 1).all()
+
+
 def test_common_language_and_one_shared_text_are_not_wrappers():
     prompts, owners = _campaign_and_bystanders()
     rows = _rows(prompts, owners)
