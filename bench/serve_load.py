@@ -6,7 +6,8 @@ minimal HTTP/1.1 client on asyncio streams over keep-alive connections (an httpx
 near 370 requests/s on a 2-core machine). Prints p50/p95/p99 latency, achieved throughput, errors,
 staleness of the scores answered (now - scored_at), the refresh backlog sampled from /metrics,
 the refresh worker's throughput and busy share over the run, the population state's size, the
-state's disk use (and per 100,000 accounts), and the server's and worker's resident memory.
+state's disk use (scores per 100,000 accounts, the log per million events), and the server's and
+worker's resident memory.
 
     python bench/serve_load.py --url http://127.0.0.1:8000 --key KEY --rate 300 --duration 60 \
         --events runs/sim/events.parquet --accounts 2000
@@ -182,7 +183,9 @@ async def run(args: argparse.Namespace) -> dict:
                     "population_accounts": population, "sweeps_completed": r1.get("sweeps_completed")},
         "storage": {**storage,
                     "scores_bytes_per_100k_accounts": round(storage.get("scores_bytes", 0) / max(population, 1) * 1e5),
-                    "events_bytes_per_100k_accounts": round(storage.get("events_bytes", 0) / max(population, 1) * 1e5)},
+                    # the log grows with events, not accounts (the WAL apart: it holds whole pages per commit)
+                    "events_bytes_per_million_events": round(storage.get("events_bytes", 0)
+                                                             / max(storage.get("events_logged") or 0, 1) * 1e6)},
         "rss_mb": {name: _rss_mb(pid) for name, pid in (("server", after.get("pids", {}).get("server")),
                                                          ("worker", after.get("pids", {}).get("worker")))},
     }

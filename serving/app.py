@@ -37,6 +37,12 @@ _ENDPOINT_LABELS = {"/v1/check": "check", "/v1/events:batch": "events_batch", "/
                     "/admin/reload": "admin_reload"}
 
 
+def _sizes(name: str, db) -> dict[str, int]:
+    """A state database's size on disk for /readyz: the data and, apart, its write-ahead log."""
+    data, wal = db.size_bytes()
+    return {f"{name}_bytes": data, f"{name}_wal_bytes": wal}
+
+
 def _endpoint(path: str) -> str:
     if path in _ENDPOINT_LABELS:
         return _ENDPOINT_LABELS[path]
@@ -160,7 +166,7 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
                                                     "population_built_at", "sweeps_completed", "refreshed_accounts",
                                                     "errors", "batches", "last_batch_seconds", "busy_seconds",
                                                     "swept_accounts")} | {"status_at": raw.get("at")},
-                "storage": {"events_bytes": events.size_bytes(), "scores_bytes": board.size_bytes(),
+                "storage": {**_sizes("events", events), "events_logged": events.max_id(), **_sizes("scores", board),
                             "retention_days": settings.retention_days, **retention},
                 "pids": {"server": os.getpid(), "worker": raw.get("pid")}}
         return JSONResponse(body, status_code=200 if st.model_version is not None else 503)
