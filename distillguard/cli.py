@@ -88,9 +88,37 @@ def validate(
 baseline_app = typer.Typer(help="The organic baseline: fit it on organic traffic.", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")
 
+def _a_profile(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        from distillguard.features.embedding import PROFILES
+
+        if value not in PROFILES:
+            raise typer.BadParameter(f"unknown embedder profile {value!r}; choose one of {', '.join(PROFILES)}")
+    return value
+
+
 Profile = Annotated[Optional[str], typer.Option("--profile", help="embedder profile: minilm, minilm-int8 or static "
-                                                 "[default: the measured default]")]
-StoreDir = Annotated[Path, typer.Option("--store", help="folder of the persistent embedding store")]
+                                                 "[default: the measured default]", callback=_a_profile)]
+
+
+def _a_folder(value: Optional[Path]) -> Optional[Path]:
+    """Options naming a folder: an existing file there is a clear error, not a traceback later."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file; give a folder")
+    return value
+
+
+def _a_file(value: Optional[Path]) -> Optional[Path]:
+    """Options naming a file to write: an existing folder there is a clear error."""
+    if value is not None and value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder; give a file path")
+    return value
+
+
+StoreDir = Annotated[Path, typer.Option("--store", help="folder of the persistent embedding store",
+                                        callback=_a_folder)]
+MlrunsDir = Annotated[Path, typer.Option("--mlruns", help="MLflow folder: sqlite db and artifacts",
+                                         callback=_a_folder)]
 
 
 def _read_events_or_fail(path: Path, on_bad_rows: str):
@@ -98,9 +126,12 @@ def _read_events_or_fail(path: Path, on_bad_rows: str):
     from distillguard.data.readers import read_events
 
     try:
-        return read_events(path, on_bad_rows=_check_policy(on_bad_rows))
+        events = read_events(path, on_bad_rows=_check_policy(on_bad_rows))
     except ContractError as exc:
         _fail(str(exc))
+    if events.empty:  # every command that reads events needs some
+        _fail(f"{path} holds no events" + (" (every row was skipped as bad)" if on_bad_rows == "skip" else ""))
+    return events
 
 
 def _organic_events(events, labels_path: Optional[Path], organic_path: Optional[Path], on_bad_rows: str):
@@ -151,13 +182,14 @@ def baseline_fit(
 
 @baseline_app.command("drift")
 def baseline_drift(
-    out: Annotated[Path, typer.Option("--out", help="CSV of the per-cluster drift table (a PNG is drawn beside it)")],
+    out: Annotated[Path, typer.Option("--out", help="CSV of the per-cluster drift table (a PNG is drawn beside it)",
+                                      callback=_a_file)],
     events: Annotated[Optional[Path], typer.Option("--events", help="events of the later period")] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="labels: accounts labelled 0 are organic")] = None,
     state: Annotated[Optional[Path], typer.Option("--state", help="a `serve` state folder: the accounts its "
                                                   "gateway answered `allow` are the organic traffic")] = None,
     model_uri: Annotated[str, typer.Option("--model-uri")] = "models:/distillguard@champion",
-    mlruns: Annotated[Path, typer.Option("--mlruns")] = Path("mlruns"),
+    mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
 ) -> None:
     """How far a period's organic traffic moved from the model's organic reference, per topic cluster."""
@@ -206,12 +238,12 @@ def baseline_drift(
 @app.command()
 def features(
     events: Annotated[Path, typer.Option("--events", help="events file")],
-    out: Annotated[Path, typer.Option("--out", help="account feature table (.parquet or .csv)")],
+    out: Annotated[Path, typer.Option("--out", help="account feature table (.parquet or .csv)", callback=_a_file)],
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="a feature state folder (a model bundle's "
                                                      "feature_state) instead of a registered model")] = None,
     model_uri: Annotated[str, typer.Option("--model-uri", help="the registered model whose feature state (baseline, "
                                            "prompt intent model) to use")] = "models:/distillguard@champion",
-    mlruns: Annotated[Path, typer.Option("--mlruns", help="MLflow folder: sqlite db and artifacts")] = Path("mlruns"),
+    mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
     on_bad_rows: OnBadRows = "fail",
 ) -> None:
@@ -240,7 +272,6 @@ def features(
     typer.echo(f"{len(table):,} accounts x {table.shape[1]} features -> {out} ({time.perf_counter() - t0:.1f} s)")
 
 
-MlrunsDir = Annotated[Path, typer.Option("--mlruns", help="MLflow folder: sqlite db and artifacts")]
 ModelUri = Annotated[str, typer.Option("--model-uri", help="models:/distillguard@ALIAS or models:/distillguard/VERSION")]
 
 
@@ -401,7 +432,7 @@ def _print_training(result) -> None:
 @app.command()
 def score(
     events: Annotated[Path, typer.Option("--events", help="events file")],
-    out: Annotated[Path, typer.Option("--out", help="CSV: account_id, score, decision, reasons")],
+    out: Annotated[Path, typer.Option("--out", help="CSV: account_id, score, decision, reasons", callback=_a_file)],
     model_uri: ModelUri = "models:/distillguard@champion",
     mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,26 @@ def test_a_registry_written_by_another_mlflow_version_is_a_one_line_error(tmp_pa
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "cannot open the registry" in res.stderr and "mlflow db upgrade" in res.stderr
+
+
+def test_wrong_paths_profiles_and_empty_inputs_are_one_line_errors(simulated, tmp_path):
+    events = simulated / "events.parquet"
+    empty = tmp_path / "empty.parquet"
+    pd.read_parquet(events).iloc[:0].to_parquet(empty)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = {
+        "holds no events": ("score", "--events", str(empty), "--out", str(tmp_path / "s.csv"),
+                            "--mlruns", str(tmp_path / "mlruns")),
+        "is a folder; give a file path": ("score", "--events", str(events), "--out", str(tmp_path)),
+        "is a file; give a folder": ("score", "--events", str(events), "--out", str(tmp_path / "s.csv"),
+                                     "--store", str(a_file)),
+        "unknown embedder profile 'nope'": ("baseline", "fit", "--events", str(events), "--organic-events",
+                                            str(events), "--out", str(tmp_path / "b"), "--profile", "nope"),
+    }
+    for said, args in cases.items():
+        res = run(*args)
+        assert res.returncode != 0, args
+        assert "Traceback" not in res.stderr, res.stderr[-2000:]
+        plain = " ".join(re.sub("[│╭╮╰╯─]", " ", res.stderr).split())  # rich's error box, unwrapped
+        assert said in plain, (said, res.stderr[-2000:])
