@@ -1,7 +1,7 @@
 """Statistics of a traffic frame (events in the contract) that say how realistic it is: how texts
 are shared across accounts, how much of a later period is new, which optional fields whole client
-populations leave out, and how accounts move in time. Pure functions; the simulator's tests and
-the training report use them.
+populations leave out, and how accounts move in time. Pure functions, read by the simulator's
+realism tests (tests/test_simulator_realism.py).
 """
 
 from __future__ import annotations
