@@ -12,7 +12,8 @@ import csv
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -25,12 +26,14 @@ import pyarrow.parquet as pq
 from .contract import EVENT_COLUMNS, EVENT_REQUIRED, EVENTS_SCHEMA, LABEL_COLUMNS, LABELS_SCHEMA, SUPPORTED_SUFFIXES
 from .errors import BAD_ROW_POLICIES, BadRow, BadRowPolicy, ContractError
 from .parsing import ParsedBatch, parse_events, parse_labels, reject_duplicate_labels, reject_unknown_accounts
+from .time_bounds import DEFAULT_TS_BOUNDS, TimestampBounds, reject_out_of_range
 
 __all__ = [
     "BadRowPolicy",
     "ContractError",
     "ReadStats",
     "RejectSink",
+    "TimestampBounds",
     "default_rejects_path",
     "iter_event_batches",
     "iter_label_batches",
@@ -106,6 +109,7 @@ def iter_event_batches(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     stats: ReadStats | None = None,
     sink: RejectSink | None = None,
+    ts_bounds: TimestampBounds | None = DEFAULT_TS_BOUNDS,
 ) -> Iterator[pa.Table]:
     """Stream an events file as Arrow tables of at most `batch_rows` rows conforming to EVENTS_SCHEMA.
 
@@ -114,10 +118,17 @@ def iter_event_batches(
     (`rejects_path`, default `default_rejects_path(path)`) with their reason ("skip"); pass an open
     `sink` instead to collect the rejects of several files in one side file. A missing required
     column, a corrupt file or an unsupported extension raise `ContractError` in both modes; the
-    extension and the policy are checked on the call, the rest as the batches are read.
+    extension and the policy are checked on the call, the rest as the batches are read. A `ts` outside
+    `ts_bounds` (`data.time_bounds`; "now" fixed at the call; None: no bounds) is a bad row.
     """
     _check_args(path, on_bad_rows, batch_rows)
-    return _validated(path, _EVENTS, on_bad_rows, rejects_path, sink, stats or ReadStats(), batch_rows, None)
+    check = None
+    if ts_bounds is not None:
+        bounds = ts_bounds if ts_bounds.now is not None else replace(ts_bounds, now=datetime.now(UTC))
+
+        def check(batch: ParsedBatch) -> ParsedBatch:
+            return reject_out_of_range(batch, bounds)
+    return _validated(path, _EVENTS, on_bad_rows, rejects_path, sink, stats or ReadStats(), batch_rows, check)
 
 
 def iter_label_batches(
@@ -154,11 +165,19 @@ def read_events(
     on_bad_rows: BadRowPolicy = "fail",
     rejects_path: str | Path | None = None,
     stats: ReadStats | None = None,
+    ts_bounds: TimestampBounds | None = DEFAULT_TS_BOUNDS,
 ) -> pd.DataFrame:
     """The whole events file as a DataFrame with the EVENTS_SCHEMA columns, in file order: `ts` is
-    tz-aware UTC datetime64, `asn` is nullable Int64. Bad rows are handled as in `iter_event_batches`."""
+    tz-aware UTC datetime64, `asn` is nullable Int64. Bad rows are handled as in `iter_event_batches`.
+    A folder reads every Parquet file under it, in sorted path order (`parquet_dataset`)."""
+    if Path(path).is_dir():
+        from .parquet_dataset import read_events_folder
+
+        return read_events_folder(path, on_bad_rows=on_bad_rows, rejects_path=rejects_path, stats=stats,
+                                  ts_bounds=ts_bounds)
     stats = stats if stats is not None else ReadStats()
-    tables = list(iter_event_batches(path, on_bad_rows=on_bad_rows, rejects_path=rejects_path, stats=stats))
+    tables = list(iter_event_batches(path, on_bad_rows=on_bad_rows, rejects_path=rejects_path, stats=stats,
+                                     ts_bounds=ts_bounds))
     _log_rejects(path, stats)
     table = pa.concat_tables(tables) if tables else EVENTS_SCHEMA.empty_table()
     return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

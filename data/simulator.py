@@ -8,7 +8,9 @@ the chunk, not the run; `write_simulation` streams the chunks to `events.parquet
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +83,14 @@ def write_simulation(config: SimulatorConfig, out_dir: Path, *, progress: bool =
     rows = 0
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=True) as bar:
-        task = bar.add_task("accounts", total=len(plans))
+    # a bar only on a terminal: even a disabled rich bar leaves a blank line in a log
+    bar = (Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True) if progress and sys.stdout.isatty() else None)
+    with bar or nullcontext():
+        task = bar.add_task("accounts", total=len(plans)) if bar else None
         with pq.ParquetWriter(tmp, EVENTS_SCHEMA, compression="zstd") as writer:
-            for chunk in iter_simulation_chunks(config, plans, on_account=lambda: bar.advance(task)):
+            for chunk in iter_simulation_chunks(config, plans,
+                                                on_account=(lambda: bar.advance(task)) if bar else None):
                 writer.write_table(pa.Table.from_pandas(chunk.drop(columns=[INTENT]), schema=EVENTS_SCHEMA,
                                                         preserve_index=False))
                 rows += len(chunk)

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from .errors import BadRowPolicy
 from .readers import DEFAULT_BATCH_ROWS, ReadStats, RejectSink, iter_event_batches, iter_label_batches
+from .time_bounds import DEFAULT_TS_BOUNDS, TimestampBounds
 
 __all__ = ["ValidationReport", "format_report", "validate_files"]
 
@@ -48,20 +49,23 @@ def validate_files(
     on_bad_rows: BadRowPolicy = "fail",
     rejects_path: str | Path | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    ts_bounds: TimestampBounds | None = DEFAULT_TS_BOUNDS,
 ) -> ValidationReport:
     """Check an events file, and optionally its labels file, against the traffic contract.
 
     Fail mode raises `ContractError` at the first bad row. Skip mode writes every bad row with its
     reason to `rejects_path` (both files' rejects), or by default to a side file beside each file
     (`default_rejects_path`), and counts them in the report. Besides each row's own checks, a label
-    row for an account with no (valid) events is a bad row. Event accounts without a label, extra
-    columns, and labels holding a single class are warnings, not errors.
+    row for an account with no (valid) events is a bad row, and so is an event whose `ts` lies outside
+    `ts_bounds` (`data.time_bounds`). Event accounts without a label, extra columns, and labels
+    holding a single class are warnings, not errors.
     """
     events_stats, label_stats = ReadStats(), ReadStats()
     accounts: set[str] = set()
     with _shared_sink(rejects_path if on_bad_rows == "skip" else None) as sink:
         for table in iter_event_batches(events_path, on_bad_rows=on_bad_rows, rejects_path=rejects_path,
-                                        batch_rows=batch_rows, stats=events_stats, sink=sink):
+                                        batch_rows=batch_rows, stats=events_stats, sink=sink,
+                                        ts_bounds=ts_bounds):
             accounts.update(pc.unique(table.column("account_id")).to_pylist())
         report = ValidationReport(
             events_path=Path(events_path), rows_ok=events_stats.rows_ok, rows_rejected=events_stats.rows_rejected,

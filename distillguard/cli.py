@@ -19,8 +19,39 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 app = typer.Typer(help="Detect distillation harvesting on an LLM API.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
+def _print_version(value: bool) -> None:
+    if value:
+        from distillguard import __version__
+
+        typer.echo(f"distillguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                                callback=_print_version)] = False) -> None:
+    """Detect distillation harvesting on an LLM API."""
+
+
 OnBadRows = Annotated[str, typer.Option("--on-bad-rows", help="fail: stop at the first bad row; "
                                         "skip: write each rejected row with its reason to a side file")]
+TsNotBefore = Annotated[str, typer.Option("--ts-not-before", help="events dated before this UTC date (ISO-8601) "
+                                          "are bad rows")]
+TsMaxAheadHours = Annotated[float, typer.Option("--ts-max-ahead-hours", min=0, help="events dated more than this "
+                                                "many hours after now are bad rows")]
+
+
+def _ts_bounds(not_before: str, max_ahead_hours: float):
+    """The accepted `ts` range of an events file (`data.time_bounds`), from the command's options."""
+    from datetime import datetime, timedelta
+
+    from distillguard.data.time_bounds import TimestampBounds
+
+    try:
+        return TimestampBounds(datetime.fromisoformat(not_before),
+                               timedelta(hours=max_ahead_hours))
+    except ValueError as exc:
+        _fail(f"--ts-not-before / --ts-max-ahead-hours: {exc}")
 
 
 def _fail(message: str) -> None:
@@ -73,16 +104,30 @@ def validate(
     labels: Annotated[Optional[Path], typer.Option("--labels", help="labels file to check against the events")] = None,
     on_bad_rows: OnBadRows = "fail",
     rejects: Annotated[Optional[Path], typer.Option("--rejects", help="side file for rejected rows (skip mode)")] = None,
+    ts_not_before: TsNotBefore = "2000-01-01",
+    ts_max_ahead_hours: TsMaxAheadHours = 24.0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report (or the first bad row) as JSON")] = False,
 ) -> None:
     """Check an events file (and optionally its labels) against the traffic contract."""
+    import json
+
     from distillguard.data.errors import ContractError
     from distillguard.data.validation import format_report, validate_files
 
     try:
-        report = validate_files(path, labels, on_bad_rows=_check_policy(on_bad_rows), rejects_path=rejects)
+        report = validate_files(path, labels, on_bad_rows=_check_policy(on_bad_rows), rejects_path=rejects,
+                                ts_bounds=_ts_bounds(ts_not_before, ts_max_ahead_hours))
     except ContractError as exc:
+        if json_out:
+            typer.echo(json.dumps({"ok": False, "error": {"file": exc.file, "row": exc.row, "field": exc.field,
+                                                          "reason": exc.reason}}, indent=2))
         _fail(str(exc))
-    typer.echo(format_report(report))
+    if json_out:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps({"ok": report.ok, **asdict(report)}, indent=2, default=str))
+    else:
+        typer.echo(format_report(report))
 
 
 baseline_app = typer.Typer(help="The organic baseline: fit it on organic traffic.", no_args_is_help=True)
@@ -121,12 +166,25 @@ MlrunsDir = Annotated[Path, typer.Option("--mlruns", help="MLflow folder: sqlite
                                          callback=_a_folder)]
 
 
-def _read_events_or_fail(path: Path, on_bad_rows: str):
+def _an_engine(value: str) -> str:
+    from distillguard.ray_commands import check_engine
+
+    return check_engine(value)
+
+
+Engine = Annotated[str, typer.Option("--engine", help="local: this process; ray: a Ray cluster (needs the `ray` "
+                                     "extra; --events may be a folder of Parquet files)", callback=_an_engine)]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="with --engine ray: 'auto' or an address "
+                                                   "joins that cluster [default: start a local Ray]")]
+
+
+def _read_events_or_fail(path: Path, on_bad_rows: str, ts_bounds=None):
     from distillguard.data.errors import ContractError
     from distillguard.data.readers import read_events
+    from distillguard.data.time_bounds import DEFAULT_TS_BOUNDS
 
     try:
-        events = read_events(path, on_bad_rows=_check_policy(on_bad_rows))
+        events = read_events(path, on_bad_rows=_check_policy(on_bad_rows), ts_bounds=ts_bounds or DEFAULT_TS_BOUNDS)
     except ContractError as exc:
         _fail(str(exc))
     if events.empty:  # every command that reads events needs some
@@ -246,13 +304,18 @@ def features(
     mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
     on_bad_rows: OnBadRows = "fail",
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    ts_not_before: TsNotBefore = "2000-01-01",
+    ts_max_ahead_hours: TsMaxAheadHours = 24.0,
 ) -> None:
     """Build the account feature table: one row per account, all accounts of the file as one population."""
     from distillguard.features.pipeline import EmbeddingContext, FeatureState, FeatureStateError, build_features
     from distillguard.training.bundle import BundleError
     from distillguard.training.registry import RegistryError
 
-    ev = _read_events_or_fail(events, on_bad_rows)
+    bounds = _ts_bounds(ts_not_before, ts_max_ahead_hours)
+    ev = _read_events_or_fail(events, on_bad_rows, bounds) if engine == "local" else None
     try:
         if baseline is not None:
             state = FeatureState.load(baseline)
@@ -264,6 +327,11 @@ def features(
             bundle = load_bundle(_registry(mlruns), model_uri)
             state, ctx = bundle.state, bundle.open_embeddings(store)
         t0 = time.perf_counter()
+        if engine == "ray":
+            from distillguard.ray_commands import features_on_ray
+
+            features_on_ray(events, out, state, store, ray_address, on_bad_rows, typer.echo)
+            return
         table = build_features(ev, state, ctx, show_progress=True)
     except (FeatureStateError, BundleError, RegistryError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
@@ -286,8 +354,10 @@ def _registry(mlruns: Path):
 
 @app.command()
 def train(
-    events: Annotated[Path, typer.Option("--events", help="events file")],
-    labels: Annotated[Path, typer.Option("--labels", help="labels file")],
+    events: Annotated[list[Path], typer.Option("--events", help="events file or folder of them; repeat to add "
+                                               "more (e.g. the events exported with a new campaign's verdicts)")],
+    labels: Annotated[list[Path], typer.Option("--labels", help="labels file or folder of them; repeat to add "
+                                               "more (an account labelled twice takes the later file's label)")],
     holdout_campaigns: Annotated[str, typer.Option("--holdout-campaigns", help="comma-separated campaigns kept "
                                                    "out of training and evaluated as unseen")] = "",
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -300,16 +370,25 @@ def train(
     mlruns: MlrunsDir = Path("mlruns"),
     store: StoreDir = Path("runs/embeddings"),
     on_bad_rows: OnBadRows = "fail",
+    json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout (progress goes "
+                                           "to stderr)")] = False,
 ) -> None:
-    """Train, evaluate and register a model; promote it only if it beats the champion on the frozen hold-out."""
+    """Train, evaluate and register a model; promote it only if it beats the champion on the frozen hold-out.
+
+    A newly labelled campaign joins the hold-out with 30% of its accounts; the report shows its recall before/after.
+
+    Exit codes: 0 registered and promoted to champion; 3 registered, not promoted; 1 error.
+    """
     import json
 
     from distillguard.data.errors import ContractError
+    from distillguard.data.input_sets import combine_events, combine_labels, expand_paths
     from distillguard.data.readers import read_labels
     from distillguard.features.embedding import DEFAULT_PROFILE
     from distillguard.training.dataset import TrainingDataError
     from distillguard.training.holdouts import HoldoutRules
     from distillguard.training.train_job import TrainConfig, run_training
+    from distillguard.training.train_summary import EXIT_NOT_PROMOTED, train_summary
 
     try:
         params = json.loads(lgb_params)
@@ -317,20 +396,33 @@ def train(
             raise ValueError("not an object")
     except ValueError as exc:
         _fail(f"--lgb-params must be a JSON object: {exc}")
-    ev = _read_events_or_fail(events, on_bad_rows)
+    def log(message: str) -> None:
+        typer.echo(f"- {message}", err=json_out)
+
     try:
-        lab = read_labels(labels, on_bad_rows=_check_policy(on_bad_rows))
+        event_files, label_files = expand_paths(events), expand_paths(labels)
+        lab_set = combine_labels([read_labels(p, on_bad_rows=_check_policy(on_bad_rows)) for p in label_files])
     except ContractError as exc:
         _fail(str(exc))
+    ev_set = combine_events([_read_events_or_fail(p, on_bad_rows) for p in event_files])
+    if len(event_files) > 1 or len(label_files) > 1:
+        log(f"read {len(event_files)} events files ({len(ev_set.frame):,} events; {ev_set.repeated:,} repeated rows "
+            f"kept once) and {len(label_files)} labels files ({len(lab_set.frame):,} accounts; {lab_set.repeated:,} "
+            "relabelled by a later file)")
     cfg = TrainConfig(seed=seed, profile=profile or DEFAULT_PROFILE,
                       holdout_campaigns=tuple(c for c in holdout_campaigns.split(",") if c),
                       lgb_params=params, time_to_detection=time_to_detection, store_dir=store,
                       holdout=HoldoutRules(holdout_days=holdout_days))
     try:
-        result = run_training(ev, lab, _registry(mlruns), cfg, log=lambda m: typer.echo(f"- {m}"))
+        result = run_training(ev_set.frame, lab_set.frame, _registry(mlruns), cfg, log=log)
     except TrainingDataError as exc:
         _fail(str(exc))
-    _print_training(result)
+    if json_out:
+        typer.echo(json.dumps(train_summary(result), indent=2))
+    else:
+        _print_training(result)
+    if not result.promoted:
+        raise typer.Exit(code=EXIT_NOT_PROMOTED)
 
 
 def _console():
@@ -420,6 +512,17 @@ def _print_training(result) -> None:
         console.print(f"time to detection: median {m['ttd_median_prompts']:.0f} prompts, 90th percentile "
                       f"{m['ttd_p90_prompts']:.0f}; {m['ttd_detected_share']:.0%} of out-of-time harvesting accounts "
                       "reach review")
+    if rep.get("new_campaigns"):
+        nt = Table(title="Newly labelled campaigns in the hold-out: recall at 1% FPR before (champion) and after "
+                         "(this model)")
+        for c in ("campaign", "held out", "added", "before (champion)", "after", "flagged before", "flagged after"):
+            nt.add_column(c, justify="left" if c == "campaign" else "right")
+        for name, row in rep["new_campaigns"].items():
+            champ = f" (v{row['champion_version']})" if row["champion_version"] else ""
+            nt.add_row(name, str(row["held_out"]), "this run" if row["added_this_run"] else "earlier",
+                       _num(row["champion_recall_at_1pct_fpr"]) + champ, _num(row["recall_at_1pct_fpr"]),
+                       _pct(row["champion_flagged"]), _pct(row["flagged"]))
+        console.print(nt)
     if result.champion_metrics:
         from distillguard.training.promotion import GATE_FIGURES
 
@@ -440,25 +543,54 @@ def score(
                                                        "events join its log and the scores become the accounts' "
                                                        "current ones, so the gateway answers them at once")] = None,
     on_bad_rows: OnBadRows = "fail",
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    ts_not_before: TsNotBefore = "2000-01-01",
+    ts_max_ahead_hours: TsMaxAheadHours = 24.0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary (counts, thresholds) as JSON")] = False,
 ) -> None:
-    """Score every account in an events file with a registered model (the file's scoring window as one population)."""
+    """Score every account in an events file with a registered model (the file's scoring window as one population).
+
+    The CSV has account_id, score, decision, review_threshold, block_threshold (what the decision was taken at) and
+    reasons."""
     from distillguard.training.bundle import BundleError
     from distillguard.training.inference import Inference
     from distillguard.training.registry import RegistryError
     from distillguard.training.train_job import load_bundle
 
-    ev = _read_events_or_fail(events, on_bad_rows)
+    if engine == "ray" and seed_state is not None:
+        _fail("--seed-state needs the local engine (it appends the events to the state's log)")
+    ev = _read_events_or_fail(events, on_bad_rows, _ts_bounds(ts_not_before, ts_max_ahead_hours)) \
+        if engine == "local" else None
     try:
         bundle = load_bundle(_registry(mlruns), model_uri)
-        scored = Inference.open(bundle, store).score_events(ev, show_progress=True)
+        if engine == "ray":
+            from distillguard.ray_commands import scored_on_ray
+
+            scored = scored_on_ray(events, bundle, store, ray_address, on_bad_rows)
+        else:
+            scored = Inference.open(bundle, store).score_events(ev, show_progress=True)
     except (RegistryError, BundleError) as exc:
         _fail(str(exc))
-    table = scored.table()
+    thresholds = bundle.detector.thresholds
+    table = scored.table(thresholds)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     counts = table["decision"].value_counts().to_dict()
-    typer.echo(f"scored {len(table):,} accounts with v{bundle.info['version']}: "
-               + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block")) + f" -> {out}")
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({"model_version": str(bundle.info["version"]), "accounts": len(table),
+                               "decisions": {d: int(counts.get(d, 0)) for d in ("allow", "review", "block")},
+                               "thresholds": {"review": thresholds.review, "block": thresholds.block,
+                                              "cold_review": max(thresholds.review, thresholds.cold_review),
+                                              "cold_block": max(thresholds.block, thresholds.cold_block),
+                                              "cold_max_prompts": thresholds.cold_max_prompts},
+                               "out": str(out)}, indent=2))
+    else:
+        typer.echo(f"scored {len(table):,} accounts with v{bundle.info['version']}: "
+                   + ", ".join(f"{counts.get(d, 0):,} {d}" for d in ("allow", "review", "block")) + f" -> {out} "
+                   f"(review above {thresholds.review:.4f}, block above {thresholds.block:.4f})")
     if seed_state is not None:
         from distillguard.serving.seeding import seed_state as seed
 
@@ -468,23 +600,37 @@ def score(
 
 
 @app.command()
-def models(mlruns: MlrunsDir = Path("mlruns")) -> None:
-    """List registered versions, their aliases and headline hold-out metrics."""
+def models(mlruns: MlrunsDir = Path("mlruns"),
+           json_out: Annotated[bool, typer.Option("--json", help="print the versions as JSON")] = False) -> None:
+    """List registered versions, their aliases, review/block thresholds and headline hold-out metrics."""
     from rich.table import Table
 
     reg = _registry(mlruns)
     aliases = reg.aliases()
-    t = Table(title="distillguard models")
     columns = {"oot.roc_auc": "ROC-AUC", "oot.recall_at_1pct_fpr": "recall@1% FPR",
                "oot.recall_at_0.1pct_fpr": "recall@0.1% FPR", "oot.organic_blocked": "organic blocked",
                "adaptive.recall_at_1pct_fpr": "adaptive recall@1%", "cold_start.organic_allowed": "cold start allowed"}
-    for c in ("version", "aliases", "created", "hold-out", *columns.values()):
-        t.add_column(c)
+    rows = []
     for v in reg.versions():
-        tags = v.tags
-        t.add_row(str(v.version), ", ".join(a for a, ver in aliases.items() if ver == str(v.version)),
-                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.creation_timestamp / 1000)),
-                  tags.get("holdout_kind", "legacy"), *(tags.get(f"holdout.{k}", "-")[:5] for k in columns))
+        version = str(v.version)
+        rows.append({"version": version, "aliases": [a for a, ver in aliases.items() if ver == version],
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.creation_timestamp / 1000)),
+                     "holdout_kind": v.tags.get("holdout_kind", "legacy"),
+                     "thresholds": reg.version_thresholds(version),
+                     "holdout": {k: float(v.tags[f"holdout.{k}"]) for k in columns if f"holdout.{k}" in v.tags}})
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({"mlruns": str(reg.root), "models": rows}, indent=2))
+        return
+    t = Table(title="distillguard models")
+    for c in ("version", "aliases", "created", "hold-out", "review / block above", *columns.values()):
+        t.add_column(c)
+    for r in rows:
+        th = r["thresholds"]
+        t.add_row(r["version"], ", ".join(r["aliases"]), r["created"][:16].replace("T", " "), r["holdout_kind"],
+                  f"{th['review']:.4f} / {th['block']:.4f}" if th else "-",
+                  *(f"{r['holdout'][k]:.3f}" if k in r["holdout"] else "-" for k in columns))
     _console().print(t)
 
 
@@ -521,7 +667,9 @@ def serve(
                                                   "[default: runs/serve]")] = None,
     mlruns: Annotated[Optional[Path], typer.Option("--mlruns", help="MLflow folder [default: mlruns]")] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="embedding store folder")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of serving settings")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", envvar="DISTILLGUARD_CONFIG",
+                                                   help="JSON file of serving settings (each can also be set "
+                                                   "as DISTILLGUARD_<FIELD>, which wins over the file)")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Serve the gateway scoring endpoint (FastAPI on uvicorn) from the champion model."""
@@ -649,7 +797,7 @@ def inspect(
     if json_out:
         typer.echo(to_json(view))
     else:
-        render_account(view, Console())
+        render_account(view, Console(), wb.info.get("thresholds"), wb.info.get("model_version"))
 
 
 @app.command()
@@ -755,6 +903,60 @@ def demo(
     typer.echo(f"[5/5] analyst snapshot of {meta['accounts']:,} accounts and {meta['components']:,} campaign groups "
                f"-> {out / 'workbench'} (total {time.perf_counter() - t0:.0f} s); look at the top account with\n"
                f"      distillguard inspect {top} --workbench {out / 'workbench'} --store {store}")
+
+
+labels_app = typer.Typer(help="Labels from analyst verdicts.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("export")
+def labels_export(
+    state: Annotated[Path, typer.Option("--state", help="a `serve` state folder (its verdicts.sqlite and event log)",
+                                        callback=_a_folder)],
+    out: Annotated[Path, typer.Option("--out", help="labels file to write (.csv or .parquet)")],
+    events_out: Annotated[Optional[Path], typer.Option("--events-out", help="also write the events of the "
+                                                       "labelled accounts from the event log (.parquet)")] = None,
+) -> None:
+    """Write the analyst verdicts in force as labels in the traffic contract (1 harvesting, 0 organic)."""
+    from distillguard.serving.verdict_export import ExportError, export_labels
+
+    try:
+        r = export_labels(state, out, events_out)
+    except ExportError as exc:
+        _fail(str(exc))
+    if r.no_events:
+        shown = ", ".join(r.no_events[:5]) + (" ..." if len(r.no_events) > 5 else "")
+        typer.echo(f"warning: {len(r.no_events)} verdicts left out of the labels: the event log holds no event of "
+                   f"their accounts ({shown})", err=True)
+    typer.echo(f"wrote {r.labels:,} labels ({r.harvesting:,} harvesting, {r.organic:,} organic) to {out}"
+               + (f" and {r.events:,} events to {events_out}" if r.events is not None else ""))
+
+
+@app.command()
+def purge(
+    account: Annotated[list[str], typer.Option("--account", help="account id to delete (repeat for several)")],
+    state: Annotated[Optional[Path], typer.Option("--state", help="a `serve` state folder (stop the server first)",
+                                                  callback=_a_folder)] = None,
+    workbench: Annotated[Optional[Path], typer.Option("--workbench", help="a workbench snapshot folder",
+                                                      callback=_a_folder)] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", help="embedding store folder: drop the vectors of "
+                                                  "texts no remaining account sent", callback=_a_folder)] = None,
+) -> None:
+    """Delete accounts' prompts (a deletion request) from the state and snapshots, and compact the files."""
+    import sqlite3
+
+    from distillguard.purge import PurgeError
+    from distillguard.purge import purge as run_purge
+
+    try:
+        r = run_purge(account, state=state, workbench=workbench, store=store)
+    except (PurgeError, sqlite3.Error, OSError) as exc:
+        _fail(str(exc))
+    if not r.anything:
+        _fail(f"no data of {', '.join(account)} found in the places given")
+    typer.echo(f"purged {', '.join(account)}: {r.events:,} events and {r.scores:,} scores from the state, "
+               f"{r.snapshot_accounts:,} accounts, {r.snapshot_prompts:,} prompts and {r.snapshot_texts:,} texts "
+               f"from the snapshot, {r.store_vectors:,} store vectors; compacted {len(r.compacted)} files")
 
 
 def main() -> None:  # pragma: no cover - console entry point

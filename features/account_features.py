@@ -63,8 +63,8 @@ def account_features(events: pd.DataFrame, prompts: PromptTable, baseline: Organ
 def account_features_and_graph(events: pd.DataFrame, prompts: PromptTable, baseline: OrganicBaseline,
                                baseline_accounts: Mapping[str, int], intent_thresholds: np.ndarray,
                                common_skeletons: frozenset[int] = frozenset(),
-                               config: FeatureConfig = FeatureConfig(), population: PopulationState | None = None
-                               ) -> tuple[pd.DataFrame, CoordinationGraph]:
+                               config: FeatureConfig = FeatureConfig(), population: PopulationState | None = None,
+                               *, population_current: bool = False) -> tuple[pd.DataFrame, CoordinationGraph]:
     """The feature table of the accounts of `events` (one row per account, index: account_id, sorted,
     columns `FEATURE_NAMES`) and the coordination graph behind its community columns (account codes
     index the table's rows).
@@ -76,11 +76,14 @@ def account_features_and_graph(events: pd.DataFrame, prompts: PromptTable, basel
     state. `baseline` is a fitted `OrganicBaseline` and `baseline_accounts` maps the account ids it was
     fitted on to its owner codes (an account never counts as its own organic neighbour);
     `intent_thresholds` holds one exemplar threshold per intent; `common_skeletons` are wrapper
-    skeletons organic users share widely.
+    skeletons organic users share widely. `population_current`: `population` already holds these
+    accounts' contributions (the distributed engine builds it from every partition first), so it is
+    read, not updated.
     """
     rows = AccountRows(events.reset_index(drop=True), prompts)
     population = PopulationState() if population is None else population
-    population.update(from_rows(rows))
+    if not population_current:
+        population.update(from_rows(rows))
     cfg = config
     out: dict[str, np.ndarray] = {}
 

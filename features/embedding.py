@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -91,12 +92,17 @@ class Embedder:
         """
         if len(texts) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
+        # a bar's frames only on a terminal, never into a log file
+        vecs = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress and _on_terminal(),
                                  convert_to_numpy=True, normalize_embeddings=False)
         return _l2_normalise(np.asarray(vecs, dtype=np.float32))
 
     def __repr__(self) -> str:
         return f"Embedder(profile={self.profile!r}, dim={self.dim}, device={self.device!r})"
+
+
+def _on_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -220,13 +220,15 @@ class EmbeddingStore:
             if have:
                 table[have] = stored[rows]
         del stored, found
+        if missing:
+            missing = self._from_shards(missing, keys, table)
         missing.sort(key=lambda j: len(distinct[j]), reverse=True)
 
         if missing:
             from tqdm.auto import tqdm
 
             with tqdm(total=len(missing), desc=f"embedding ({embedder.profile})", unit="prompt",
-                      disable=not show_progress) as bar:
+                      disable=None if show_progress else True) as bar:  # None: no bar off a terminal
                 for start in range(0, len(missing), chunk_size):
                     idx = missing[start:start + chunk_size]
                     vecs = embedder.encode([distinct[j] for j in idx], batch_size=batch_size)
@@ -239,6 +241,22 @@ class EmbeddingStore:
                                      cached=len(distinct) - len(missing), computed=len(missing))
         # slot is 0, 1, 2, ... exactly when every text was distinct: table is already the answer
         return table if len(distinct) == len(texts) else table[slot]
+
+    def _from_shards(self, missing: list[int], keys: list[bytes], table: np.ndarray) -> list[int]:
+        """Fill rows of `table` from the shard folder beside this store (vectors a distributed job
+        wrote, `embedding_shards`), copying them in; returns the rows still missing."""
+        from distillguard.features.embedding_shards import ShardedEmbeddingStore, shards_dir_for
+
+        folder = shards_dir_for(self.path)
+        if not folder.is_dir():
+            return missing
+        got = ShardedEmbeddingStore(folder, self.identity).get_many(keys[j] for j in missing)
+        hit = [j for j in missing if keys[j] in got]
+        if hit:
+            vectors = np.stack([got[keys[j]] for j in hit])
+            self.put_many([keys[j] for j in hit], vectors)
+            table[hit] = vectors
+        return [j for j in missing if keys[j] not in got]
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

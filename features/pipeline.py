@@ -78,6 +78,29 @@ def prepare_prompts(prompts: pd.Series | list[str], ctx: EmbeddingContext, score
     first = np.zeros(len(uniques), dtype=np.int64)
     first[text_ids[::-1]] = np.arange(len(texts))[::-1]
     unique_texts = [texts[i] for i in first]
+    scored = score_distinct_texts(unique_texts, ctx, scorer, prompt_model, keep_inputs=keep_inputs,
+                                  show_progress=show_progress)
+    harvest_p = scored.harvest_p[text_ids] if scored.harvest_p is not None else None
+    table = PromptTable(text_ids.astype(np.int64), scored.vectors, scored.intent_scores[text_ids], harvest_p)
+    return PreparedPrompts(table, scored.inputs)
+
+
+@dataclass
+class ScoredTexts:
+    """Prompt-level inputs of distinct texts (row i: the i-th text): a pure function of each text, so
+    any partition of the distinct texts gives the same rows (the distributed engine relies on it)."""
+
+    vectors: np.ndarray  # (u, d) the whole prompt's vector
+    intent_scores: np.ndarray  # (u, len(INTENTS))
+    harvest_p: np.ndarray | None  # (u,) with a prompt model
+    inputs: PromptInputs | None = None
+
+
+def score_distinct_texts(unique_texts: list[str], ctx: EmbeddingContext, scorer: IntentScorer,
+                         prompt_model: PromptIntentModel | None = None, *, keep_inputs: bool = False,
+                         show_progress: bool = False) -> ScoredTexts:
+    """Embed distinct prompts (via the store), score them for the exemplar intents and, with a fitted
+    `prompt_model`, for harvest probability; with `keep_inputs`, keep the prompt model's inputs."""
     unique_vectors = ctx.embed(unique_texts, show_progress=show_progress)
     seg_texts, seg_owner = all_segments(unique_texts)
     seg_vectors = ctx.embed(seg_texts, show_progress=show_progress)
@@ -91,14 +114,12 @@ def prepare_prompts(prompts: pd.Series | list[str], ctx: EmbeddingContext, score
         parts = [seg_vectors[e[lo:hi]] for e in edges]
         return PromptInputs(np.hstack(parts).astype(np.float32, copy=False), unique_scores[lo:hi])
 
-    harvest_p = None
+    p_unique = None
     if prompt_model is not None:
         p_unique = np.concatenate([prompt_model.predict_proba(inputs_of(lo, min(lo + _P_CHUNK, len(unique_texts))))
                                    for lo in range(0, len(unique_texts), _P_CHUNK)]) if len(unique_texts) else \
             np.zeros(0)
-        harvest_p = p_unique[text_ids]
-    table = PromptTable(text_ids.astype(np.int64), unique_vectors, unique_scores[text_ids], harvest_p)
-    return PreparedPrompts(table, inputs_of(0, len(unique_texts)) if keep_inputs else None)
+    return ScoredTexts(unique_vectors, unique_scores, p_unique, inputs_of(0, len(unique_texts)) if keep_inputs else None)
 
 
 @dataclass

@@ -19,9 +19,11 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from distillguard.serving.request_body import parse_json, validate_json
 from distillguard.serving.schemas import EventIn
 from distillguard.serving.scoring import ScoringCore
 
@@ -87,8 +89,11 @@ def litellm_router(core: ScoringCore) -> APIRouter:
     router = APIRouter()
     s = core.settings
 
-    @router.post("/beta/litellm_basic_guardrail_api")
-    async def litellm_guardrail(body: LiteLLMGuardrailRequest) -> dict:
+    # the body is read by the handler, after the router's key check (a declared body would be parsed first)
+    @router.post("/beta/litellm_basic_guardrail_api", openapi_extra={"requestBody": {"content": {
+        "application/json": {"schema": LiteLLMGuardrailRequest.model_json_schema()}}, "required": True}})
+    async def litellm_guardrail(request: Request) -> dict:
+        body = validate_json(LiteLLMGuardrailRequest, await request.body())  # 422 naming the field
         if body.input_type != "request":
             return {"action": "NONE"}
         account = litellm_account(body.request_data, s.litellm_identity_fields)
@@ -101,12 +106,45 @@ def litellm_router(core: ScoringCore) -> APIRouter:
                                model=body.model[:512] if body.model else None, conversation_id=conversation))
         blocked = v.decision == "block" or (v.decision == "review" and s.litellm_block_on_review)
         if blocked:
+            by = "analyst verdict, model " if v.analyst_verdict else ""
             return {"action": "BLOCKED", "blocked_reason": f"distillguard: account {v.decision} "
-                    f"(score {v.score:.3f}, model v{v.model_version})" if v.score is not None
-                    else f"distillguard: {v.decision}"}
+                    f"({by}score {v.score:.3f}, model v{v.model_version})" if v.score is not None
+                    else f"distillguard: {v.decision}" + (" (analyst verdict)" if by else "")}
         return {"action": "NONE"}
 
     return router
+
+
+def envoy_prompt(raw: bytes, content_type: str | None, partial: bool = False) -> str | None:
+    """The prompt of a request Envoy forwarded with its body, or None. A JSON body (by its content
+    type, or without one, by its first character) must be readable: invalid UTF-8 or JSON, a lone
+    surrogate, or `messages` that is not a list of objects is a 422 naming the field (Envoy passes
+    the refusal to the client). Other bodies (uploads, forms) carry no prompt, nor does a body Envoy
+    cut at its `max_request_bytes` (`partial`, from `x-envoy-auth-partial-body`) that no longer parses."""
+    if not raw:
+        return None
+    if content_type is not None and "json" not in content_type.lower():
+        return None
+    if content_type is None and raw.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        payload = parse_json(raw)
+    except RequestValidationError:
+        if partial:
+            return None
+        raise
+    if not isinstance(payload, dict):
+        return None
+    messages = payload.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise RequestValidationError([{"type": "list_type", "loc": ["body", "messages"],
+                                           "msg": "messages must be a list of chat messages"}])
+        if bad := [i for i, m in enumerate(messages) if not isinstance(m, dict)]:
+            raise RequestValidationError([{"type": "dict_type", "loc": ["body", "messages", i],
+                                           "msg": "a chat message must be an object"} for i in bad[:20]])
+    text = payload.get("prompt")
+    return last_user_prompt(messages, None) or (text if isinstance(text, str) else None)
 
 
 def envoy_router(core: ScoringCore) -> APIRouter:
@@ -118,16 +156,8 @@ def envoy_router(core: ScoringCore) -> APIRouter:
         account = request.headers.get(header)
         if not account:
             return JSONResponse({"reason": f"missing {header} header"}, status_code=403)
-        prompt = ""
-        raw = await request.body()
-        if raw:
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload = None
-            if isinstance(payload, dict):
-                prompt = last_user_prompt(payload.get("messages"), None) or (
-                    payload["prompt"] if isinstance(payload.get("prompt"), str) else "")
+        prompt = envoy_prompt(await request.body(), request.headers.get("content-type"),
+                              request.headers.get("x-envoy-auth-partial-body", "").lower() == "true") or ""
         if len(prompt) > core.settings.max_prompt_chars:
             prompt = prompt[: core.settings.max_prompt_chars]
         # a request without a prompt (no body, no user message) records no event: it is answered
@@ -137,7 +167,8 @@ def envoy_router(core: ScoringCore) -> APIRouter:
         headers = {"x-distillguard-decision": v.decision,
                    "x-distillguard-score": "" if v.score is None else f"{v.score:.6f}"}
         if v.decision == "block":
-            return JSONResponse({"reason": f"distillguard: account blocked (score {v.score})"}, status_code=403,
+            by = "analyst verdict, model " if v.analyst_verdict else ""
+            return JSONResponse({"reason": f"distillguard: account blocked ({by}score {v.score})"}, status_code=403,
                                 headers=headers)
         return Response(status_code=200, headers=headers)
 

@@ -12,23 +12,27 @@ import gc
 import hmac
 import logging
 import os
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from distillguard.serving.adapters import envoy_router, litellm_router
+from distillguard.serving.auth_guard import FailedAuthLimiter, check_key_strength, client_address
 from distillguard.serving.config import ServeSettings
 from distillguard.serving.metrics import ServingMetrics
+from distillguard.serving.request_body import BodyLimitMiddleware, validate_json
 from distillguard.serving.schemas import BatchAck, EventBatchIn, EventIn, Verdict
 from distillguard.serving.scoring import PromptTooLong, ScoringCore
 from distillguard.serving.state_store import EventLog, ScoreBoard
+from distillguard.serving.storage_faults import StateUnavailable, is_storage_fault
 from distillguard.serving.supervisor import WorkerSupervisor
-from distillguard.serving.ui import mount_ui
+from distillguard.serving.ui import UiAuth, mount_ui
+from distillguard.serving.verdict_routes import Roles, verdict_api_router
+from distillguard.serving.verdicts import VerdictStore
 
 log = logging.getLogger("distillguard.serving")
 
@@ -37,9 +41,12 @@ _ENDPOINT_LABELS = {"/v1/check": "check", "/v1/events:batch": "events_batch", "/
                     "/admin/reload": "admin_reload"}
 
 
-def _sizes(name: str, db) -> dict[str, int]:
+def _sizes(name: str, db) -> dict[str, int | None]:
     """A state database's size on disk for /readyz: the data and, apart, its write-ahead log."""
-    data, wal = db.size_bytes()
+    try:
+        data, wal = db.size_bytes()
+    except OSError:
+        data, wal = None, None
     return {f"{name}_bytes": data, f"{name}_wal_bytes": wal}
 
 
@@ -63,13 +70,27 @@ class _LatencyMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
+        code = "500"  # unless a response starts
+
+        async def send_and_note(message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = str(message["status"])
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_and_note)
         finally:
-            self.metrics.request_latency.labels(_endpoint(scope["path"])).observe(time.perf_counter() - t0)
+            self.metrics.request_latency.labels(_endpoint(scope["path"]), code).observe(time.perf_counter() - t0)
 
 
-def _auth_dependency(settings: ServeSettings):
+def _presents_key(request: Request) -> bool:
+    """Whether the request carries any credential (valid or not) in a header `require_key` reads."""
+    h = request.headers
+    return bool(h.get("authorization") or h.get("x-api-key") or h.get("x-distillguard-api-key"))
+
+
+def _auth_dependency(settings: ServeSettings, limiter: FailedAuthLimiter):
     keys = [k.encode() for k in settings.api_keys]
 
     def valid(candidate: str | None) -> bool:
@@ -84,20 +105,29 @@ def _auth_dependency(settings: ServeSettings):
         h = request.headers
         auth = h.get("authorization", "")
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        offered = (bearer, h.get("x-api-key"), h.get("x-distillguard-api-key"))
+        if any(offered):
+            limiter.refuse_if_locked(request)  # 429 before any comparison (`auth_guard.py`)
         # LiteLLM sends its api_key as x-api-key; Envoy can add x-distillguard-api-key
-        if not (valid(bearer) or valid(h.get("x-api-key")) or valid(h.get("x-distillguard-api-key"))):
+        if not any(valid(k) for k in offered):
+            if any(offered):
+                limiter.failed(client_address(request))
             raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
     return require_key
 
 
 def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
+    check_key_strength(settings.api_keys)  # WeakKeyError: one line naming the setting, never the key
+    limiter = FailedAuthLimiter(settings.auth_max_failures, settings.auth_failure_window_s)
+    ui_auth = UiAuth(settings, limiter)  # one /ui session registry for the pages and the verdict routes
     metrics = ServingMetrics()
     # checkpoints (an fsync) happen in the worker, never inside a request
     events = EventLog(settings.state_path, synchronous=settings.sqlite_synchronous, autocheckpoint=False)
     board = ScoreBoard(settings.state_path, synchronous=settings.sqlite_synchronous, autocheckpoint=False)
     worker = WorkerSupervisor(settings, events, board, log_level=log_level)
-    core = ScoringCore(events, board, worker, settings, metrics)
+    verdicts = VerdictStore(settings.state_path, synchronous=settings.sqlite_synchronous)
+    core = ScoringCore(events, board, worker, settings, metrics, verdicts)
 
     def observe_worker() -> None:
         worker.ensure_running()
@@ -142,8 +172,20 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
             worker.stop()
 
     app = FastAPI(title="distillguard", lifespan=lifespan)
-    app.state.core, app.state.worker = core, worker
+    app.state.core, app.state.worker, app.state.verdicts = core, worker, verdicts
     app.add_middleware(_LatencyMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)  # 413 before parsing (request_body.py)
+
+    @app.exception_handler(StateUnavailable)
+    async def state_unavailable(request: Request, exc: StateUnavailable) -> JSONResponse:
+        # nothing was stored, so nothing is acknowledged: the sender retries (the gateway paths never get here)
+        return JSONResponse({"detail": exc.reason}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(sqlite3.Error)
+    async def state_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        if not is_storage_fault(exc):
+            raise exc
+        return JSONResponse({"detail": core.health.failed(exc)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(PromptTooLong)
     async def too_long(request: Request, exc: PromptTooLong) -> JSONResponse:
@@ -154,24 +196,37 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    secured = APIRouter(dependencies=[Depends(_auth_dependency(settings))])
+    require_key = _auth_dependency(settings, limiter)
+    secured = APIRouter(dependencies=[Depends(require_key)])
 
-    @secured.get("/readyz")
-    async def readyz() -> JSONResponse:
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
         st = worker.status()
         raw = st.raw or {}
-        body = {"ready": st.model_version is not None, "model_version": st.model_version,
-                "error": raw.get("model_error"),
+        storage_error = core.health.current()  # a probe write: a full or read-only state turns readiness red
+        fault = storage_error or worker.down_reason()
+        try:
+            logged = events.max_id()
+        except (sqlite3.Error, OSError):
+            logged = None
+        body = {"ready": st.model_version is not None and not fault, "model_version": st.model_version,
+                "error": fault or raw.get("model_error"),
                 "refresh": {k: raw.get(k) for k in ("backlog_accounts", "backlog_events", "population_accounts",
                                                     "population_built_at", "sweeps_completed", "refreshed_accounts",
                                                     "errors", "batches", "last_batch_seconds", "busy_seconds",
                                                     "swept_accounts")} | {"status_at": raw.get("at")},
-                "storage": {**_sizes("events", events), "events_logged": events.max_id(), **_sizes("scores", board),
-                            "retention_days": settings.retention_days, **retention},
+                "storage": {**_sizes("events", events), "events_logged": logged, **_sizes("scores", board),
+                            "retention_days": settings.retention_days, **retention, "error": storage_error,
+                            "write_failures": core.health.failures},
+                "worker": {"restarts": worker.restarts, "last_exit": worker.last_exit,
+                           "restart_delay_s": worker.restart_delay_s},
                 "pids": {"server": os.getpid(), "worker": raw.get("pid")}}
-        return JSONResponse(body, status_code=200 if st.model_version is not None else 503)
+        if settings.auth_enabled and not _presents_key(request):
+            body = {"ready": body["ready"]}  # an orchestrator's probe, without a key: nothing else is revealed
+        else:
+            await require_key(request)  # a wrong key is 401, not the short answer
+        return JSONResponse(body, status_code=200 if st.model_version is not None and not fault else 503)
 
-    require_key = _auth_dependency(settings)
 
     # The hot path skips FastAPI's generic body decoding and response encoding (jsonable_encoder
     # cost more than the SQLite commit); the 422 body has FastAPI's shape.
@@ -179,15 +234,14 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
         "application/json": {"schema": EventIn.model_json_schema()}}, "required": True}})
     async def check(request: Request) -> Response:
         await require_key(request)
-        try:
-            event = EventIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
-                include_url=False)]) from None
+        event = validate_json(EventIn, await request.body())  # 422 naming the field (request_body.py)
         return Response(core.check(event).model_dump_json(), media_type="application/json")
 
-    @secured.post("/v1/events:batch", response_model=BatchAck)
-    async def events_batch(batch: EventBatchIn) -> BatchAck:
+    # the body is read by the handler, after the key check (a declared body would be parsed first)
+    @secured.post("/v1/events:batch", response_model=BatchAck, openapi_extra={"requestBody": {"content": {
+        "application/json": {"schema": EventBatchIn.model_json_schema()}}, "required": True}})
+    async def events_batch(request: Request) -> BatchAck:
+        batch = validate_json(EventBatchIn, await request.body())
         if len(batch.events) > settings.max_batch_events:
             raise HTTPException(422, [{"type": "too_long", "loc": ["body", "events"],
                                        "msg": f"at most {settings.max_batch_events} events per batch"}])
@@ -195,7 +249,7 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
         core.record(batch.events, loc=("events",))
         return BatchAck(accepted=len(batch.events), accounts=len({e.account_id for e in batch.events}))
 
-    @secured.get("/v1/accounts/{account_id}")
+    @secured.get("/v1/accounts/{account_id:path}")  # an id may hold "/" (sent as %2F)
     async def account(account_id: str) -> dict:
         logged = events.account(account_id)
         if logged is None:
@@ -206,12 +260,15 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
         row["dirty"] = bool(scored["dirty"] or logged["last_event_id"] > scored["refreshed_through"])
         if row.get("last_refresh"):
             row["staleness_s"] = round(time.time() - row["last_refresh"], 3)
+        row["analyst_verdict"] = (a.as_dict() if (a := verdicts.active(account_id)) else None)
         return row
 
-    @secured.get("/metrics")
     async def metrics_endpoint() -> Response:
         observe_worker()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.metrics_access != "off":  # "open": a scraper needs no key
+        (app if settings.metrics_access == "open" else secured).get("/metrics")(metrics_endpoint)
 
     @secured.post("/admin/reload")
     async def reload() -> dict:
@@ -223,8 +280,9 @@ def create_app(settings: ServeSettings, *, log_level: str = "INFO") -> FastAPI:
             raise HTTPException(503, f"no model could be loaded: {st.get('model_error')}")
         return {"model_version": st["model_version"]}
 
+    secured.include_router(verdict_api_router(Roles(settings, ui_auth)))  # 401 above, 403 within
     secured.include_router(litellm_router(core))
     secured.include_router(envoy_router(core))
     app.include_router(secured)
-    mount_ui(app, settings)  # the analyst pages under /ui (their own login; rendered in a process of their own)
+    mount_ui(app, settings, ui_auth)  # the analyst pages under /ui (their own login; rendered in a process of their own)
     return app

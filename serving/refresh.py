@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from distillguard.serving.config import ServeSettings
 from distillguard.serving.models import LoadedModel, ModelHolder
 from distillguard.serving.state_store import EventLog, ScoreBoard
+from distillguard.serving.storage_faults import is_storage_fault
 
 log = logging.getLogger("distillguard.serving")
 
@@ -178,7 +179,9 @@ class RefreshWorker:
             self.ingest()
             self.observe_backlog()  # the queue this batch starts from
             n = self.refresh_once()
-        except Exception:  # one bad batch must not stop refreshing
+        except Exception as exc:  # one bad batch must not stop refreshing
+            if is_storage_fault(exc):
+                raise  # a full or read-only state: the worker's loop backs off (worker.py)
             log.exception("refresh batch failed")
             self.stats.errors += 1
             n = 0

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 AccountId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Meta = Annotated[StrictStr | None, Field(default=None, max_length=512)]
+Asn = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # the traffic contract's int64 (a larger one is a 422)
 
 
 class EventIn(BaseModel):
@@ -22,7 +23,7 @@ class EventIn(BaseModel):
     conversation_id: Meta = None
     model: Meta = None
     ip: Meta = None
-    asn: int | None = None
+    asn: Asn | None = None
     payment_fingerprint: Meta = None
     user_agent: Meta = None
 
@@ -45,6 +46,15 @@ class EventBatchIn(BaseModel):
     events: list[EventIn] = Field(min_length=1)
 
 
+class AnalystVerdictInfo(BaseModel):
+    """An analyst's verdict in force on the account (`serving/verdicts.py`)."""
+
+    verdict: Literal["harvesting", "organic"]
+    campaign: str | None
+    by: str  # the analyst key's name, never the key
+    at: datetime
+
+
 class Verdict(BaseModel):
     account_id: str
     decision: Literal["allow", "review", "block"]
@@ -55,6 +65,9 @@ class Verdict(BaseModel):
     pending: bool = False  # no score yet: the first refresh of this account has not run
     degraded: bool = False  # no model loaded: the answer comes from the fail-open/closed policy
     backlog_over_bound: bool = False
+    # set when an analyst verdict decides the answer: the model's own decision stays beside it
+    model_decision: Literal["allow", "review", "block"] | None = None
+    analyst_verdict: AnalystVerdictInfo | None = None
 
 
 class BatchAck(BaseModel):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from distillguard.serving.config import load_settings
+from distillguard.serving.log_privacy import withhold_exception_messages
 
 
 class ServeConfigError(ValueError):
@@ -28,5 +29,8 @@ def serve(host: str, port: int, state_path: Path | None, mlruns: Path | None, st
                                "config file (or allow_unauthenticated: true for local experiments)")
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings, log_level=log_level), host=host, port=port, log_level=log_level, access_log=False,
-                loop="uvloop", http="httptools")
+    config = uvicorn.Config(create_app(settings, log_level=log_level), host=host, port=port, log_level=log_level,
+                            access_log=False, loop="uvloop", http="httptools")  # sets up uvicorn's log handlers
+    if settings.logs_redacted:
+        withhold_exception_messages()  # on every handler, uvicorn's included: no traceback carries a prompt
+    uvicorn.Server(config).run()

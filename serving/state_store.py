@@ -69,20 +69,28 @@ class _Db:
 
     def __init__(self, path: Path, schema: str, *, synchronous: str, autocheckpoint: bool) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._synchronous, self._autocheckpoint = synchronous, autocheckpoint
+        self._schema, self._synchronous, self._autocheckpoint = schema, synchronous, autocheckpoint
         self._local = threading.local()
-        self.conn().executescript(schema)
+        try:
+            self.conn()
+        except (sqlite3.Error, OSError):
+            pass  # a full or read-only disk: every use retries the opening, and fails as a storage fault
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            c.execute("PRAGMA journal_mode=WAL")
-            c.execute(f"PRAGMA synchronous={self._synchronous}")
-            c.execute("PRAGMA journal_size_limit=67108864")  # a WAL that grew under a burst shrinks again
-            if not self._autocheckpoint:
-                c.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                c.execute("PRAGMA journal_mode=WAL")
+                c.execute(f"PRAGMA synchronous={self._synchronous}")
+                c.execute("PRAGMA journal_size_limit=67108864")  # a WAL that grew under a burst shrinks again
+                if not self._autocheckpoint:
+                    c.execute("PRAGMA wal_autocheckpoint=0")
+                c.executescript(self._schema)
+            except BaseException:
+                c.close()
+                raise
             self._local.conn = c
         return c
 
@@ -96,7 +104,8 @@ class _Db:
             yield c
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite already rolled back after a full disk or an I/O error
+                c.execute("ROLLBACK")
             raise
 
     def get(self, table: str, key: str) -> str | None:
@@ -168,28 +177,37 @@ class EventLog(_Db):
             "SELECT account_id FROM events GROUP BY account_id HAVING MAX(received_at) >= ? ORDER BY account_id",
             (since,))]
 
-    def windows(self, account_ids: Sequence[str], max_events: int,
-                max_age_us: int) -> tuple[pd.DataFrame, dict[str, int]]:
-        """The scoring window of each account (`features.window`): its newest `max_events` events by
-        time (then arrival), no older than `max_age_us` before its newest one, as a contract-shaped
-        events frame; and per account the newest event id read."""
+    def windows(self, account_ids: Sequence[str], max_events: int, max_age_us: int,
+                now: float | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+        """The scoring window of each account (`features.window`): of its events *received* in the last
+        `max_age_us` (by the server's clock, which a client cannot set), the newest `max_events` by
+        time (then arrival), as a contract-shaped events frame; and per account its newest event id.
+
+        Arrival, not `ts`, bounds the window: a `ts` is the client's word (clamped on the way in,
+        `serving.client_time`), and an account's own newest `ts` as the window's anchor let one event
+        dated far ahead take every other event out of it. A backdated event stays in the window (the
+        oldest by time, so it pushes nothing out); a batch file, which has no arrival clock, bounds its
+        windows by time (`features.window`). On a replay of traffic whose spans fit the window both
+        rules read the same events."""
+        since = (time.time() if now is None else now) - max_age_us / 1e6
         c = self.conn()
         rows: list[tuple] = []
+        through: dict[str, int] = {}
         c.execute("BEGIN")  # one snapshot for all accounts
         try:
             for acc in account_ids:
                 rows.extend(c.execute(
                     "SELECT id, account_id, ts_us, prompt, conversation_id, model, ip, asn, payment_fingerprint, "
-                    "user_agent FROM events WHERE account_id = ? ORDER BY ts_us DESC, id DESC LIMIT ?",
-                    (acc, max_events)))
+                    "user_agent FROM events WHERE account_id = ? AND received_at >= ? ORDER BY ts_us DESC, id DESC "
+                    "LIMIT ?", (acc, since, max_events)))
+                last = c.execute("SELECT MAX(id) FROM events WHERE account_id = ?", (acc,)).fetchone()[0]
+                if last is not None:  # read up to here, even where the newest event is not in the window
+                    through[acc] = int(last)
         finally:
             c.execute("COMMIT")
         frame = pd.DataFrame(rows, columns=["id", *EVENT_FIELDS])
         if frame.empty:
-            return frame, {}
-        through = frame.groupby("account_id")["id"].max().to_dict()
-        newest = frame.groupby("account_id")["ts_us"].transform("max")
-        frame = frame[frame["ts_us"] >= newest - max_age_us].copy()
+            return frame, through
         frame["ts"] = pd.to_datetime(frame["ts_us"].to_numpy(dtype=np.int64), unit="us", utc=True)
         frame["asn"] = frame["asn"].astype("Int64")
         frame = frame.sort_values(["account_id", "ts_us", "id"], kind="stable").drop(columns=["ts_us", "id"])

@@ -1,4 +1,5 @@
-"""The analyst browser under `/ui`: read-only, server-rendered pages over a workbench snapshot.
+"""The analyst browser under `/ui`: server-rendered pages over a workbench snapshot, read-only but
+for the analyst verdict forms (`verdict_routes.py`).
 
 The pages are rendered in a page process of their own (`ui_pages.py`, started on the first page
 request, at a lower CPU priority, and restarted if it dies): a page can take a few hundred
@@ -9,8 +10,10 @@ the event loop nor the GIL waits on one. Pages are rendered one at a time.
 
 Auth: the same API keys as the rest of the API, as a bearer header (or `x-api-key`), or as an
 HttpOnly, SameSite=Strict session cookie issued by the `/ui/login` form. The cookie holds an
-expiry, a nonce and an HMAC keyed by the API key that logged in, never the key itself, so a key
-removed from the settings ends its sessions at the next restart.
+expiry, a nonce and an HMAC keyed by the API key that logged in and a secret of this server
+process, never the key itself: a restart ends every session, and `/ui/logout` revokes the session's
+nonce, so a copied cookie stops working at once. Wrong keys count against the client's address
+(`auth_guard.py`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from distillguard.serving import ui_pages
+from distillguard.serving.auth_guard import FailedAuthLimiter, client_address
 from distillguard.serving.config import ServeSettings
 
 log = logging.getLogger("distillguard.serving.ui")
@@ -56,10 +60,17 @@ HEADERS = {
 # -- auth -------------------------------------------------------------------------------------------
 
 class UiAuth:
-    def __init__(self, settings: ServeSettings) -> None:
+    """Keys and sessions of the pages. A session is signed with the key that logged in and a secret
+    of this server process, so a restart ends every session; logging out revokes the session's nonce
+    (kept until the session would have expired), so a copy of the cookie stops working at once."""
+
+    def __init__(self, settings: ServeSettings, limiter: FailedAuthLimiter | None = None) -> None:
         self.enabled = settings.auth_enabled
         self._keys = [k.encode() for k in settings.api_keys]
         self.lifetime_s = int(settings.ui_session_hours * 3600)
+        self.limiter = limiter or FailedAuthLimiter(settings.auth_max_failures, settings.auth_failure_window_s)
+        self._process_secret = secrets.token_bytes(32)
+        self._revoked: dict[str, float] = {}  # nonce -> the session's expiry
 
     def key_match(self, candidate: str | None) -> bytes | None:
         """The configured key equal to `candidate`, compared in constant time against every key."""
@@ -72,25 +83,48 @@ class UiAuth:
                 found = k
         return found
 
-    @staticmethod
-    def _sign(key: bytes, payload: str) -> str:
-        return hmac.new(key, b"distillguard-ui-session|" + payload.encode(), hashlib.sha256).hexdigest()
+    def _sign(self, key: bytes, payload: str) -> str:
+        message = b"distillguard-ui-session|" + self._process_secret + b"|" + payload.encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
 
     def issue(self, key: bytes) -> str:
         payload = f"{int(time.time()) + self.lifetime_s}.{secrets.token_hex(12)}"
         return f"{payload}.{self._sign(key, payload)}"
 
     def session_ok(self, token: str | None) -> bool:
+        return self.session_key(token) is not None
+
+    def session_key(self, token: str | None) -> bytes | None:
+        """The key that logged in the session `token`, when the token is valid and unexpired."""
         if not token or token.count(".") != 2:
-            return False
+            return None
         expiry, nonce, sig = token.split(".")
-        if not expiry.isdigit() or int(expiry) < time.time():
-            return False
-        ok = False
+        if not expiry.isdigit() or int(expiry) < time.time() or nonce in self._revoked:
+            return None
+        found = None
         for k in self._keys:
             if hmac.compare_digest(sig.encode(), self._sign(k, f"{expiry}.{nonce}").encode()):
-                ok = True
-        return ok
+                found = k
+        return found
+
+    def revoke(self, token: str | None) -> bool:
+        """End the session `token` (logout); False when it was no valid session."""
+        if self.session_key(token) is None:
+            return False
+        expiry, nonce, _ = token.split(".")
+        now = time.time()
+        self._revoked = {n: t for n, t in self._revoked.items() if t >= now}  # expired ones need no entry
+        self._revoked[nonce] = float(expiry)
+        return True
+
+    def check_key(self, request: Request, offered: str) -> bytes | None:
+        """The configured key equal to `offered`; a locked-out address gets 429 before any comparison,
+        and a wrong key counts against its address (`auth_guard.py`)."""
+        self.limiter.refuse_if_locked(request)
+        key = self.key_match(offered)
+        if key is None:
+            self.limiter.failed(client_address(request))
+        return key
 
     @staticmethod
     def header_key(request: Request) -> str | None:
@@ -106,13 +140,15 @@ class UiAuth:
             return
         offered = self.header_key(request)
         if offered is not None:
-            if self.key_match(offered) is None:
+            if self.check_key(request, offered) is None:
                 raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
             return
         if self.session_ok(request.cookies.get(COOKIE)):
             return
         if "text/html" in request.headers.get("accept", ""):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            # the path as sent (an account id's %2F stays encoded)
+            target = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?")[0] + (
+                f"?{request.url.query}" if request.url.query else "")
             raise HTTPException(303, "log in first", headers={"Location": f"/ui/login?next={quote(target, safe='')}"})
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
@@ -144,6 +180,7 @@ class PageProcess:
                 self.restarts += 1
             env = {**os.environ, ui_pages.CONFIG_ENV: json.dumps(asdict(self.cfg))}
             env.pop("DISTILLGUARD_API_KEYS", None)  # it needs no keys
+            env.pop("DISTILLGUARD_ANALYST_KEYS", None)
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = "1"  # one core's worth of threads; the other cores stay with the server
             self.proc = subprocess.Popen([sys.executable, "-m", "distillguard.serving.ui_pages", str(os.getpid())],
@@ -215,8 +252,11 @@ async def _form(request: Request, max_fields: int) -> dict[str, str]:
 
 # -- routes ---------------------------------------------------------------------------------------------
 
-def ui_router(settings: ServeSettings, pages: PageProcess) -> APIRouter:
-    auth = UiAuth(settings)
+def ui_router(settings: ServeSettings, pages: PageProcess, auth: UiAuth | None = None) -> APIRouter:
+    from distillguard.serving.verdict_routes import Roles, verdict_form_router
+
+    auth = auth or UiAuth(settings)
+    roles = Roles(settings, auth)  # who may set analyst verdicts from the pages
     login_page = ui_pages.environment().get_template("login.html")
     router = APIRouter(include_in_schema=False)
     secured = APIRouter(dependencies=[Depends(auth.require)], include_in_schema=False)
@@ -238,7 +278,12 @@ def ui_router(settings: ServeSettings, pages: PageProcess) -> APIRouter:
         target = _safe_next(form.get("next"))
         if not auth.enabled:
             return RedirectResponse(target, 303)
-        key = auth.key_match(form.get("key", "").strip())
+        try:
+            key = auth.check_key(request, form.get("key", "").strip())
+        except HTTPException as exc:  # this address is locked out after too many wrong keys
+            resp = login_html(target, "Too many wrong keys from this address; try again later.", exc.status_code)
+            resp.headers.update(exc.headers or {})
+            return resp
         if key is None:
             await asyncio.sleep(0.3)  # slows guessing; the key is never logged
             return login_html(target, "That key is not valid.", 401)
@@ -248,7 +293,8 @@ def ui_router(settings: ServeSettings, pages: PageProcess) -> APIRouter:
         return resp
 
     @router.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        auth.revoke(request.cookies.get(COOKIE))  # a copy of the cookie is refused from now on
         resp = RedirectResponse("/ui/login", 303)
         resp.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
         return resp
@@ -260,17 +306,17 @@ def ui_router(settings: ServeSettings, pages: PageProcess) -> APIRouter:
                                 component=_int_or_none(component), model_version=model_version or None,
                                 page=max(1, page))
 
-    @secured.get("/accounts/{account_id}")
-    async def account(account_id: str) -> Response:
-        return await pages.page("account", account_id=account_id)
+    @secured.get("/accounts/{account_id:path}")  # an id may hold "/" (links send it as %2F)
+    async def account(account_id: str, request: Request) -> Response:
+        return await pages.page("account", account_id=account_id, **roles.page_params(request))
 
     @secured.get("/campaigns")
     async def campaigns(min_size: int = 2) -> Response:
         return await pages.page("campaigns", min_size=min_size)
 
     @secured.get("/campaigns/{component}")
-    async def campaign(component: int, selected: str | None = None) -> Response:
-        return await pages.page("campaign", component=component, selected=selected)
+    async def campaign(component: int, request: Request, selected: str | None = None) -> Response:
+        return await pages.page("campaign", component=component, selected=selected, **roles.page_params(request))
 
     @secured.get("/clusters/{cluster}")
     async def cluster(cluster: int) -> Response:
@@ -295,18 +341,20 @@ def ui_router(settings: ServeSettings, pages: PageProcess) -> APIRouter:
     async def embedding_map(account: str | None = None, component: str | None = None) -> Response:
         return await pages.page("map", account=account or None, component=_int_or_none(component))
 
+    secured.include_router(verdict_form_router(roles))
     router.include_router(secured)
     return router
 
 
-def mount_ui(app: FastAPI, settings: ServeSettings) -> None:
+def mount_ui(app: FastAPI, settings: ServeSettings, auth: UiAuth | None = None) -> None:
     """The pages under /ui and their stylesheet under /ui/static (public: it holds no data)."""
     cfg = ui_pages.UiConfig(workbench_dir=str(settings.workbench_dir), state_path=str(settings.state_path),
-                            store=str(settings.store), redact=settings.ui_redact_prompts, auth=settings.auth_enabled)
+                            store=str(settings.store), redact=settings.ui_redact_prompts, auth=settings.auth_enabled,
+                            redact_logs=settings.logs_redacted)
     pages = PageProcess(cfg)
     app.state.ui_pages = pages
     app.mount("/ui/static", StaticFiles(directory=ui_pages.HERE / "static"), name="ui-static")
-    app.include_router(ui_router(settings, pages), prefix="/ui")
+    app.include_router(ui_router(settings, pages, auth), prefix="/ui")
 
     @app.get("/ui", include_in_schema=False)
     async def ui_root() -> RedirectResponse:

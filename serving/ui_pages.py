@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -44,6 +45,7 @@ class UiConfig:
     store: str
     redact: bool
     auth: bool
+    redact_logs: bool = False  # logged exceptions without their messages (log_privacy.py)
 
 
 class NoSnapshot(Exception):
@@ -122,6 +124,7 @@ def environment() -> jinja2.Environment:
     env.filters["score"] = lambda v: "–" if v is None else (f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}")
     env.filters["source"] = _source
     env.filters["q"] = lambda v: quote(str(v), safe="")  # one path segment or query value
+    env.filters["epoch"] = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
     return env
 
 
@@ -209,7 +212,14 @@ class Renderer:
             "next_url": page_url(page + 1) if page < pages_n else None}
 
     # -- one account -------------------------------------------------------------------------------------
-    def route_account(self, wb, *, account_id: str) -> tuple[str, dict]:
+    def _verdicts(self, accounts: list[str], judge: dict | None) -> dict:
+        """The analyst verdicts of `accounts` and what the verdict forms need (`verdict_routes.Roles`)."""
+        from distillguard.serving.verdicts import verdict_views
+
+        return {"judge": judge or {"analyst": None, "csrf": ""},
+                **verdict_views(Path(self.cfg.state_path), accounts)}
+
+    def route_account(self, wb, *, account_id: str, judge: dict | None = None) -> tuple[str, dict]:
         view = wb.account(account_id)
         volume = charts.volume_svg([(h.hour, h.prompts) for h in view.hourly],
                                    [(s.ts, s.model) for s in view.model_switches])
@@ -217,13 +227,14 @@ class Renderer:
             "page": "account", "v": view, "a": view.account, "volume_svg": Markup(volume),
             "shares_svg": Markup(charts.share_bars_svg(_share_rows(view.clusters))),
             "detail": view.clusters[:DETAIL_CLUSTERS], "more_clusters": max(0, len(view.clusters) - DETAIL_CLUSTERS),
-            "map_svg": _map_svg(wb.map(account_id=account_id))}
+            "map_svg": _map_svg(wb.map(account_id=account_id)), **self._verdicts([account_id], judge)}
 
     # -- campaigns -----------------------------------------------------------------------------------------
     def route_campaigns(self, wb, *, min_size: int) -> tuple[str, dict]:
         return "campaigns.html", {"page": "campaigns", "campaigns": wb.campaigns(min_size=max(2, min_size), limit=200)}
 
-    def route_campaign(self, wb, *, component: int, selected: str | None) -> tuple[str, dict]:
+    def route_campaign(self, wb, *, component: int, selected: str | None,
+                       judge: dict | None = None) -> tuple[str, dict]:
         c = wb.campaign(component)
         key = (wb.info.get("generation"), component, selected)
         graph = self.graphs.get(key)
@@ -237,7 +248,8 @@ class Renderer:
                 self.graphs.pop(next(iter(self.graphs)), None)
         return "campaign.html", {"page": "campaigns", "c": c, "graph": graph, "graph_svg": Markup(graph.svg),
                                  "graph_nodes": GRAPH_NODES, "members": c.members[:MEMBERS_SHOWN],
-                                 "map_svg": _map_svg(wb.map(component=component))}
+                                 "map_svg": _map_svg(wb.map(component=component)),
+                                 **self._verdicts([m.account_id for m in c.members], judge)}
 
     # -- one organic cluster ---------------------------------------------------------------------------------
     def route_cluster(self, wb, *, cluster: int) -> tuple[str, dict]:
@@ -279,6 +291,10 @@ def main() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the answers
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if cfg.redact_logs:
+        from distillguard.serving.log_privacy import withhold_exception_messages
+
+        withhold_exception_messages()
     try:
         os.nice(5)  # the gateway's answers come first
     except OSError:

@@ -89,6 +89,29 @@ def test_validate_skip_mode_counts_rejects_and_writes_the_side_file(tmp_path):
     assert {(r["row"], r["field"]) for r in rejected} == {(2, "account_id"), (3, "ts")}
 
 
+def test_out_of_range_timestamps_are_bad_rows_naming_ts_and_the_row(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("account_id,ts,prompt\n"
+                      "a1,2026-03-01T10:00:00Z,hello\n"
+                      "a2,9999-12-31T00:00:00Z,a harvester's clock\n"
+                      "a3,1970-01-01T00:00:00Z,backfilled\n")
+    res = run("validate", str(events))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "events.csv row 2, field 'ts'" in res.stderr and "9999-12-31" in res.stderr, res.stderr
+    side = tmp_path / "rejected.jsonl"
+    res = run("validate", str(events), "--on-bad-rows", "skip", "--rejects", str(side))
+    assert res.returncode == 0 and "1 rows ok, 2 rejected" in res.stdout, res.stdout
+    rejected = [json.loads(line) for line in side.read_text().splitlines()]
+    assert [(r["row"], r["field"]) for r in rejected] == [(2, "ts"), (3, "ts")]
+    assert "before 2000-01-01" in rejected[1]["reason"] and "now + 1 day" in rejected[0]["reason"]
+    for command in ("score", "features"):  # the events are read, and refused, before any model is looked for
+        res = run(command, "--events", str(events), "--out", str(tmp_path / "out.csv"), "--mlruns", str(tmp_path / "m"))
+        assert res.returncode == 1 and "row 2, field 'ts'" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    # the bounds are the command's to set
+    res = run("validate", str(events), "--ts-not-before", "1969-12-31", "--ts-max-ahead-hours", "100000000")
+    assert res.returncode == 0 and "3 rows ok" in res.stdout, res.stderr
+
+
 def test_validate_refuses_an_unknown_policy(tmp_path):
     res = run("validate", str(tmp_path / "x.csv"), "--on-bad-rows", "ignore")
     assert res.returncode == 1 and "--on-bad-rows" in res.stderr
@@ -140,3 +163,37 @@ def test_wrong_paths_profiles_and_empty_inputs_are_one_line_errors(simulated, tm
         assert "Traceback" not in res.stderr, res.stderr[-2000:]
         plain = " ".join(re.sub("[│╭╮╰╯─]", " ", res.stderr).split())  # rich's error box, unwrapped
         assert said in plain, (said, res.stderr[-2000:])
+
+
+def test_version_flag_prints_the_installed_version():
+    from importlib.metadata import version
+
+    res = run("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"distillguard {version('distillguard')}"
+
+
+def test_validate_json_is_one_document_on_stdout(simulated, tmp_path):
+    res = run("validate", str(simulated / "events.parquet"), "--labels", str(simulated / "labels.csv"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] is True and report["accounts"] == 150 and report["labels_ok"] == 150
+    assert report["rows_ok"] == len(pd.read_parquet(simulated / "events.parquet"))
+    bad = tmp_path / "events.csv"
+    bad.write_text("account_id,ts,prompt\na1,2026-03-01T10:00:00Z,hello\na2,yesterday,hi\n")
+    res = run("validate", str(bad), "--json")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert json.loads(res.stdout) == {"ok": False, "error": {"file": str(bad), "row": 2, "field": "ts",
+                                                             "reason": "unparseable timestamp 'yesterday'"}}
+
+
+def test_no_progress_frames_or_colour_codes_off_a_terminal(tmp_path):
+    # captured output is not a terminal: bars (carriage-return frames) and ANSI colour stay out of it
+    for args in (("simulate", "--out", str(tmp_path / "sim"), "--accounts", "40", "--seed", "3"),
+                 ("validate", str(tmp_path / "sim/events.parquet"), "--labels", str(tmp_path / "sim/labels.csv")),
+                 ("baseline", "fit", "--events", str(tmp_path / "sim/events.parquet"), "--labels",
+                  str(tmp_path / "sim/labels.csv"), "--out", str(tmp_path / "b"), "--store", str(tmp_path / "st"))):
+        res = run(*args)
+        assert res.returncode == 0, res.stderr[-2000:]
+        for stream in (res.stdout, res.stderr):
+            assert "\r" not in stream and "\x1b[" not in stream, (args[0], stream[-500:])
+        assert res.stdout.strip() and not res.stdout.startswith("\n")

@@ -11,12 +11,13 @@ from distillguard.serving.app import create_app
 from distillguard.serving.config import ServeSettings, load_settings
 from distillguard.serving.scoring import prompt_digest
 
-AUTH = {"Authorization": "Bearer k"}
+APP_KEY = "app-test-key-9e4c1b7d2a"
+AUTH = {"Authorization": f"Bearer {APP_KEY}"}
 
 
 def _app(tmp_path, **kw) -> TestClient:
     settings = ServeSettings(state_path=tmp_path / "state", mlruns=tmp_path / "no-mlruns", store=tmp_path / "store",
-                             api_keys=("k",), champion_poll_s=0, **kw)
+                             api_keys=(APP_KEY,), champion_poll_s=0, **kw)
     return TestClient(create_app(settings))
 
 

@@ -76,7 +76,7 @@ def test_training_twice_with_the_same_seed_gives_the_same_metrics(work, first):
 
 def test_a_weaker_candidate_is_registered_but_not_promoted_then_promote_and_rollback(work, first):
     weak = train(work, "mlruns-a", "--lgb-params", WEAK, "--no-time-to-detection")
-    assert weak.returncode == 0, weak.stderr[-3000:]
+    assert weak.returncode == 3, weak.stderr[-3000:]  # registered, not promoted
     assert "NOT promoted" in weak.stdout
     reg = Registry(work / "mlruns-a")
     assert reg.aliases() == {"champion": "1", "challenger": "2"}
@@ -97,7 +97,13 @@ def test_score_accounts_never_seen_in_training(work, first):
     assert res.returncode == 0, res.stderr[-3000:]
     scores = pd.read_csv(out)
     labels = pd.read_csv(work / "fresh/labels.csv")
-    assert list(scores.columns) == ["account_id", "score", "decision", "reasons"]
+    assert list(scores.columns) == ["account_id", "score", "decision", "review_threshold", "block_threshold",
+                                    "reasons"]
+    # every decision is shown with the thresholds it was taken at
+    assert (scores["review_threshold"] < scores["block_threshold"]).all()
+    blocked = scores["decision"] == "block"  # (both columns rounded to 6 decimals)
+    assert (scores.loc[blocked, "score"] >= scores.loc[blocked, "block_threshold"]).all()
+    assert (scores.loc[~blocked, "score"] <= scores.loc[~blocked, "block_threshold"]).all()
     assert set(scores["account_id"]) == set(labels["account_id"])
     assert set(scores["decision"]) <= {"allow", "review", "block"}
     merged = scores.merge(labels, on="account_id")
@@ -148,3 +154,48 @@ def test_single_period_data_is_said_loudly_not_hidden(work, tmp_path):
     assert "cannot see drift" in res.stdout
     report = json.loads(next((tmp_path / "m").rglob("holdout_report.json")).read_text())
     assert report["holdout"]["kind"] == "single_period"
+
+
+def _score_peak_rss(events: Path, out: Path, work: Path) -> float:
+    """Peak RSS (MiB) of one `distillguard score` run: measured in a child of a fresh child, so that
+    `ru_maxrss` of its children is this run's alone."""
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(r.stderr[-3000:]); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", probe, *CLI, "score", "--events", str(events), "--out", str(out),
+                        "--mlruns", str(work / "mlruns-a"), "--store", str(work / "store")],
+                       capture_output=True, text=True, timeout=900, check=False)
+    rc, rss_kib = r.stdout.split()
+    assert rc == "0", r.stderr
+    return int(rss_kib) / 1024
+
+
+def test_two_events_dated_far_apart_change_neither_what_score_finds_nor_its_memory(work, first, tmp_path):
+    """A campaign account's events dated 2000-01-02 and now (both inside the contract's bounds): the
+    window end stays where the accounts are (before, it moved to now and left that account alone in
+    the population), and memory follows the window, not the span (before, a feature allocated per
+    hour between the oldest and newest event: 6 GB)."""
+    events = pd.read_parquet(work / "fresh/events.parquet")
+    labels = pd.read_csv(work / "fresh/labels.csv", dtype={"account_id": str})
+    harvesters = events[events["account_id"].isin(labels.loc[labels["label"] == 1, "account_id"])]
+    target = harvesters.groupby("account_id").size().idxmax()
+    last = events[events["account_id"] == target].tail(1)
+    dates = pd.to_datetime([pd.Timestamp("2000-01-02", tz="UTC"), pd.Timestamp.now(tz="UTC").floor("s")])
+    outliers = pd.concat([last, last], ignore_index=True).assign(ts=dates.as_unit(str(events["ts"].dt.unit)),
+                                                                 prompt=["What time is it?", "And now?"])
+    plain, hostile = tmp_path / "plain.parquet", tmp_path / "hostile.parquet"
+    events.to_parquet(plain, index=False)
+    pd.concat([events, outliers], ignore_index=True).to_parquet(hostile, index=False)
+
+    _score_peak_rss(plain, tmp_path / "warm.csv", work)  # embeds what the two measured runs then find stored
+    rss_plain = _score_peak_rss(plain, tmp_path / "plain.csv", work)
+    rss_hostile = _score_peak_rss(hostile, tmp_path / "hostile.csv", work)
+    assert rss_hostile <= 1.2 * rss_plain, (rss_hostile, rss_plain)
+    a = pd.read_csv(tmp_path / "plain.csv", dtype={"account_id": str}).set_index("account_id")
+    b = pd.read_csv(tmp_path / "hostile.csv", dtype={"account_id": str}).set_index("account_id")
+    assert set(b.index) == set(a.index)  # before: the one account dated now
+    # the two extra prompts join the population's state (an account's score follows its neighbours), so a
+    # neighbour on a threshold may move; nothing more
+    others = a.index.drop(target)
+    assert (a.loc[others, "decision"] == b.loc[others, "decision"]).mean() >= 0.95
+    assert b.loc[target, "decision"] != "allow" or a.loc[target, "decision"] == "allow"

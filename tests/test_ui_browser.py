@@ -18,17 +18,22 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
 import pytest
-from serving_helpers import AUTH, KEY, Server
+from serving_helpers import AUTH, KEY, OTHER_KEY, Server
 from serving_helpers import cli as _cli
 from serving_helpers import payloads as _payloads
 
 CHROMIUM = os.environ.get("DISTILLGUARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# account ids the contract accepts that a path segment cannot hold unencoded
+ODD_ACCOUNTS = ["team/alice", "org/../x y", "a b?c#d%e&f", "ünï/cödé/"]
+ODD_PROMPTS = ["how long should sourdough proof in a cold kitchen?", "explain what a monad is in plain words",
+               "suggest a name for a grey cat that likes boxes"]
 SIM = {"harvest_fraction": 0.3, "campaigns_per_style": 1, "days": 7, "release_day": 4}
 
 
@@ -47,10 +52,12 @@ def world(tmp_path_factory) -> dict:
         for lo in range(0, len(payloads), 2_000):
             r = server.client.post("/v1/events:batch", json={"events": payloads[lo:lo + 2_000]})
             assert r.status_code == 200, r.text
-        accounts = sorted(events["account_id"].unique())
+        odd = [{"account_id": a, "prompt": p} for a in ODD_ACCOUNTS for p in ODD_PROMPTS]  # ids with "/", "?", "%"
+        assert server.client.post("/v1/events:batch", json={"events": odd}).status_code == 200
+        accounts = sorted(events["account_id"].unique()) + ODD_ACCOUNTS
         deadline = time.time() + 180
         while time.time() < deadline:
-            if not any(server.client.get(f"/v1/accounts/{a}").json()["dirty"] for a in accounts):
+            if not any(server.client.get(f"/v1/accounts/{quote(a, safe='')}").json()["dirty"] for a in accounts):
                 break
             time.sleep(0.5)
         else:
@@ -105,7 +112,7 @@ def _shot(page, path: Path, max_height: int = 2_400) -> None:
     page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": height})
 
 
-def _login(browser, base: str, target: str = "/ui/"):
+def _login(browser, base: str, target: str = "/ui/", key: str = KEY):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base)
     page = context.new_page()
     external: list[str] = []  # requests leaving the app, and console errors (a CSP violation is one)
@@ -113,11 +120,11 @@ def _login(browser, base: str, target: str = "/ui/"):
     page.on("console", lambda msg: msg.type == "error" and external.append(f"console: {msg.text}"))
     page.goto(target)
     assert "/ui/login" in page.url  # no session yet: the login form
-    page.fill("#key", KEY)
+    page.fill("#key", key)
     page.click("form button[type=submit]")
     page.wait_for_load_state()
     cookie = next(c for c in context.cookies() if c["name"] == "distillguard_ui")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and key not in cookie["value"]
     return context, page, external
 
 
@@ -148,7 +155,7 @@ def test_pages_need_a_key(world):
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?next=%2Fui%2Faccounts%2F")
     assert bare.get("/ui/static/ui.css").status_code == 200  # the stylesheet holds no data
     assert bare.post("/ui/login", data={"key": "nope"}).status_code == 401
-    r = bare.post("/ui/login", data={"key": "other-key", "next": "//evil.example/"})
+    r = bare.post("/ui/login", data={"key": OTHER_KEY, "next": "//evil.example/"})
     assert r.status_code == 303 and r.headers["location"] == "/ui/"  # no open redirect
     session = r.cookies["distillguard_ui"]
     for cookie, status in (("1.2.3", 401), (session[:-1] + ("0" if session[-1] != "0" else "1"), 401), (session, 200)):
@@ -157,7 +164,30 @@ def test_pages_need_a_key(world):
     assert bare.get("/ui/", headers=AUTH).status_code == 200
     assert bare.get("/ui/", headers={"x-api-key": KEY}).status_code == 200
     log = server.log_path.read_text()
-    assert KEY not in log and "other-key" not in log
+    assert KEY not in log and OTHER_KEY not in log
+
+
+def test_odd_account_ids_are_linked_and_their_pages_open(world):
+    server = world["server"]
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as c:
+        ranked = ""
+        for n in range(1, 6):  # 124 accounts, 50 a page
+            r = c.get("/ui/", params={"page": n})
+            assert r.status_code == 200
+            ranked += r.text
+        for account in ODD_ACCOUNTS:
+            href = f"/ui/accounts/{quote(account, safe='')}"
+            assert f'href="{href}"' in ranked, account  # the ranked list links to it, encoded
+            assert c.get(f"/v1/accounts/{quote(account, safe='')}").json()["account_id"] == account
+            page = c.get(href)
+            assert page.status_code == 200 and html.escape(account, quote=False) in page.text, (account, page.status_code)
+    with httpx.Client(base_url=server.url, timeout=60) as browser:  # the login form sends it back to the same page
+        href = f"/ui/accounts/{quote(ODD_ACCOUNTS[0], safe='')}"
+        r = browser.get(href, headers={"Accept": "text/html"})
+        assert r.status_code == 303 and r.headers["location"] == f"/ui/login?next={quote(href, safe='')}"
+        r = browser.post("/ui/login", data={"key": KEY, "next": href})
+        assert r.status_code == 303 and r.headers["location"] == href
+        assert browser.get(href).status_code == 200
 
 
 def test_analyst_walks_from_the_ranked_list_to_the_campaign(world, browser, shots):
@@ -289,6 +319,75 @@ def test_redaction_mode_shows_no_prompt_text(world, browser, shots):
                                              Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in children):
             time.sleep(0.1)
         assert not _page_processes(server.proc.pid)
+    finally:
+        server.stop()
+
+
+ANALYST_KEY = "analyst-key-7f3c9a1e5b2d4c6f"
+
+
+def test_analyst_sets_verdicts_from_the_account_and_campaign_pages(world, browser, shots):
+    first, target = world["server"], world["target"]
+    account_url = f"/ui/accounts/{target.account_id}"
+    server = Server(world["root"], "verdicts_ui", log_level="info", champion_poll_s=0,
+                    analyst_keys={"alice": ANALYST_KEY},
+                    workbench_path=str(first.state / "workbench")).start(ready="/healthz")  # pages need no model
+    try:
+        def session(key: str) -> httpx.Client:
+            r = httpx.post(f"{server.url}/ui/login", data={"key": key}, timeout=30)
+            assert r.status_code == 303
+            return httpx.Client(base_url=server.url, timeout=60, cookies={"distillguard_ui": r.cookies["distillguard_ui"]})
+
+        # a gateway key's session sees no verdict form, and its posts are refused
+        gateway = session(KEY)
+        page_html = gateway.get(account_url).text
+        assert "Log in with an analyst key to set verdicts" in page_html and 'name="csrf"' not in page_html
+        assert gateway.post(f"{account_url}/verdict", data={"action": "organic"}).status_code == 403
+        # an analyst session must send its page's CSRF token (another session's does not do)
+        analyst, other = session(ANALYST_KEY), session(ANALYST_KEY)
+        token = re.search(r'name="csrf" value="([0-9a-f]{64})"', analyst.get(account_url).text).group(1)
+        other_token = re.search(r'name="csrf" value="([0-9a-f]{64})"', other.get(account_url).text).group(1)
+        for data in ({"action": "organic"}, {"action": "organic", "csrf": other_token}):
+            assert analyst.post(f"{account_url}/verdict", data=data).status_code == 403
+        assert server.client.get("/v1/verdicts").json()["count"] == 0
+        r = analyst.post(f"{account_url}/verdict", data={"action": "harvesting", "csrf": token})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "campaign"]
+
+        # in the browser: confirm the account, see the gateway block it, undo
+        context, page, external = _login(browser, server.url, account_url, key=ANALYST_KEY)
+        page.wait_for_url(f"**{account_url}")
+        page.fill("#verdict-campaign", "wrapper-x")
+        page.fill("#verdict-note", "same wrapper as the campaign")
+        page.click("#verdict-harvesting")
+        page.wait_for_selector("#verdict-now .verdict.harvesting")
+        assert "wrapper-x" in page.inner_text("#verdict-now") and "alice" in page.inner_text("#verdict-now")
+        v = server.client.post("/v1/check", json={"account_id": target.account_id, "prompt": "hello"}).json()
+        assert v["decision"] == "block" and v["reasons"][0] == "analyst verdict", v
+        page.locator("#verdict").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "account_verdict.png"))
+        page.click("#verdict-undo")
+        page.wait_for_selector("#verdict-now .verdict", state="detached")
+        assert page.locator("table.verdict-history tbody tr").count() == 2
+        v = server.client.post("/v1/check", json={"account_id": target.account_id, "prompt": "hello"}).json()
+        assert "analyst verdict" not in v["reasons"] and v["analyst_verdict"] is None, v
+
+        # the whole campaign at once, under one campaign name
+        members = {m.account_id for m in world["wb"].campaign(target.component).members}
+        page.goto(f"/ui/campaigns/{target.component}")
+        page.fill("#verdict-campaign", "hydra-1")
+        page.click("#verdict-harvesting")
+        page.wait_for_selector(f"#verdict-now:has-text('{len(members)} harvesting')")
+        listed = server.client.get("/v1/verdicts").json()["verdicts"]
+        assert {v["account_id"] for v in listed} == members
+        assert all(v["campaign"] == "hydra-1" and v["by"] == "alice" and v["via"] == "ui" for v in listed)
+        other_member = min(members - {target.account_id})
+        v = server.client.post("/v1/check", json={"account_id": other_member, "prompt": "hello"}).json()
+        assert v["decision"] == "block" and v["analyst_verdict"]["campaign"] == "hydra-1", v
+        page.goto(account_url)
+        assert "hydra-1" in page.inner_text("#verdict-now")
+        assert not external, f"pages fetched from outside the app or logged errors: {external}"
+        context.close()
+        assert ANALYST_KEY not in server.log_path.read_text()
     finally:
         server.stop()
 

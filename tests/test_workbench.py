@@ -5,6 +5,7 @@ it never saw."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -108,6 +109,8 @@ def test_inspect_harvester_shows_its_wrapper_and_campaign_neighbours(world):
 def test_inspect_in_tables(world):
     out = _ok("inspect", world["harvester"], *world["wb"]).stdout
     assert world["harvester"] in out and "clusters of its prompts" in out and "nearest organic" in out
+    # the decision is shown with the thresholds it was taken at
+    assert re.search(r"review above \d\.\d{3}, block above \d\.\d{3}", " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())), out[:2000]
 
 
 def test_inspect_with_events_builds_once_then_reuses(world, tmp_path):

@@ -2,8 +2,11 @@
 kept, so that every later candidate and the champion are judged on the same population.
 
 Files: `events.parquet` (the population, scored together), `labels.csv` (its labelled accounts with
-the `evaluated` flag) and `holdout.json` (kind, cutoff, note). A hold-out left by an older version
-(a random in-period split, no `holdout.json`) is moved aside to `holdout.legacy-N/` and replaced.
+the `evaluated` flag) and `holdout.json` (kind, cutoff, note, the campaigns of the data it was frozen
+from). The core never changes; newly labelled campaigns' held-out accounts are kept beside it in
+`extension/` (the same two files and `extension.json`) and join it on load (`holdout_extension`).
+A hold-out left by an older version (a random in-period split, no `holdout.json`) is moved aside to
+`holdout.legacy-N/` and replaced.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from distillguard.training.holdout_extension import CampaignExtension, with_extension
 from distillguard.training.holdouts import Holdout, HoldoutRules, out_of_time_holdout
 
 HOLDOUT_FORMAT = "distillguard-holdout/v2"
@@ -34,15 +38,51 @@ def _save(holdout: Holdout, folder: Path) -> None:
     tmp.rename(folder)
 
 
+def _read_labels(path: Path) -> pd.DataFrame:
+    labels = pd.read_csv(path, dtype={"account_id": str, "campaign": str})
+    labels["evaluated"] = labels["evaluated"].astype(bool)
+    return labels
+
+
 def _load(folder: Path) -> Holdout:
     meta = json.loads((folder / "holdout.json").read_text())
     if meta.get("format") != HOLDOUT_FORMAT:
         raise ValueError(f"{folder}: unknown hold-out format {meta.get('format')!r}")
-    labels = pd.read_csv(folder / "labels.csv", dtype={"account_id": str, "campaign": str})
-    labels["evaluated"] = labels["evaluated"].astype(bool)
     cutoff = pd.Timestamp(meta["cutoff"]) if meta.get("cutoff") else None
-    return Holdout(meta["kind"], pd.read_parquet(folder / "events.parquet"), labels, cutoff, meta["note"],
-                   meta.get("info", {}))
+    core = Holdout(meta["kind"], pd.read_parquet(folder / "events.parquet"), _read_labels(folder / "labels.csv"),
+                   cutoff, meta["note"], meta.get("info", {}))
+    ext = folder / "extension"
+    if not (ext / "extension.json").exists():
+        return core
+    added = [CampaignExtension(**e) for e in json.loads((ext / "extension.json").read_text())["campaigns"]]
+    return with_extension(core, pd.read_parquet(ext / "events.parquet"), _read_labels(ext / "labels.csv"), added)
+
+
+def save_extension(root: Path, events: pd.DataFrame, labels: pd.DataFrame, added: list[CampaignExtension]) -> None:
+    """Add newly labelled campaigns' held-out accounts (`events`, `labels` with `evaluated`) to the frozen
+    hold-out under `root/holdout`, beside the campaigns added before (the core is left as it is)."""
+    folder = Path(root) / "holdout" / "extension"
+    campaigns = []
+    if (folder / "extension.json").exists():
+        campaigns = json.loads((folder / "extension.json").read_text())["campaigns"]
+        events = pd.concat([pd.read_parquet(folder / "events.parquet"), events], ignore_index=True)
+        labels = pd.concat([_read_labels(folder / "labels.csv"), labels], ignore_index=True)
+    tmp = folder.with_name("extension.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    events.to_parquet(tmp / "events.parquet")
+    labels.to_csv(tmp / "labels.csv", index=False)
+    (tmp / "extension.json").write_text(json.dumps({
+        "format": HOLDOUT_FORMAT, "campaigns": campaigns + [a.to_dict() for a in added],
+        "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
+    if folder.exists():
+        old = folder.with_name("extension.old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
 
 
 def load_or_freeze(root: Path, events: pd.DataFrame, labels: pd.DataFrame, rules: HoldoutRules, *, seed: int,
@@ -60,5 +100,7 @@ def load_or_freeze(root: Path, events: pd.DataFrame, labels: pd.DataFrame, rules
         log(f"the hold-out frozen by an older version (a random in-period split) moved to holdout.legacy-{n}; "
             "a new one is frozen and the champion is re-scored on it")
     holdout = out_of_time_holdout(events, labels, rules, seed=seed)
+    # what a later run compares its labels with to tell a newly labelled campaign
+    holdout.info["known_campaigns"] = sorted(set(labels["campaign"].astype(str)))
     _save(holdout, folder)
     return holdout, True

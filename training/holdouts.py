@@ -126,6 +126,17 @@ def training_events(events: pd.DataFrame, holdout: Holdout) -> pd.DataFrame:
     return events[~events["account_id"].isin(held)].reset_index(drop=True)
 
 
+def arrived_later(events: pd.DataFrame, holdout: Holdout, labelled: set[str]) -> set[str]:
+    """Labelled accounts outside the out-of-time hold-out that are active at or after its cutoff: they came
+    after it was frozen (a newly labelled campaign's training share, later verdicts), so all their events
+    may train. Empty for a single-period hold-out, where every account outside it trains whole."""
+    if holdout.kind != OUT_OF_TIME:
+        return set()
+    outside = labelled - set(holdout.population["account_id"]) - set(holdout.labels["account_id"])
+    late = events.loc[(events["ts"] >= holdout.cutoff) & events["account_id"].isin(outside), "account_id"]
+    return set(late)
+
+
 def _stable_int(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
 

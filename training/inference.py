@@ -16,7 +16,7 @@ from distillguard.features.family_coordination import CoordinationGraph
 from distillguard.features.pipeline import EmbeddingContext, build_features_and_graph
 from distillguard.features.population import PopulationState
 from distillguard.training.bundle import DetectorBundle
-from distillguard.training.model import Reason
+from distillguard.training.model import Reason, Thresholds
 
 
 @dataclass
@@ -31,10 +31,17 @@ class ScoredAccounts:
     def reasons(self) -> list[list[str]]:
         return [[str(r) for r in rs] for rs in self.evidence]
 
-    def table(self) -> pd.DataFrame:
-        """account_id, score, decision, reasons: what `distillguard score` writes."""
-        return pd.DataFrame({"account_id": self.features.index.to_numpy(), "score": np.round(self.scores, 6),
-                             "decision": self.decisions, "reasons": ["; ".join(r) for r in self.reasons]})
+    def table(self, thresholds: Thresholds | None = None) -> pd.DataFrame:
+        """account_id, score, decision, reasons; with `thresholds`, also the review and block thresholds
+        each account's decision was taken at (what `distillguard score` writes)."""
+        out = pd.DataFrame({"account_id": self.features.index.to_numpy(), "score": np.round(self.scores, 6),
+                            "decision": self.decisions})
+        if thresholds is not None:
+            volumes = self.features["volume"].to_numpy() if "volume" in self.features else None
+            review, block = thresholds.per_account(len(out), volumes)
+            out["review_threshold"], out["block_threshold"] = np.round(review, 6), np.round(block, 6)
+        out["reasons"] = ["; ".join(r) for r in self.reasons]
+        return out
 
 
 class Inference:

@@ -71,13 +71,19 @@ class Thresholds:
         """allow / review / block per score; with `volumes` (prompts per account), small accounts are
         judged against the cold-start thresholds."""
         s = np.asarray(scores, dtype=float)
-        review = np.full(len(s), self.review)
-        block = np.full(len(s), self.block)
+        review, block = self.per_account(len(s), volumes)
+        return np.where(s > block, "block", np.where(s > review, "review", "allow"))
+
+    def per_account(self, n: int, volumes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The (review, block) thresholds each of `n` accounts is judged against: the cold-start ones for
+        accounts with at most `cold_max_prompts` prompts (when `volumes` is given)."""
+        review = np.full(n, self.review)
+        block = np.full(n, self.block)
         if volumes is not None:
             small = np.asarray(volumes) <= self.cold_max_prompts
             review[small] = max(self.review, self.cold_review)
             block[small] = max(self.block, self.cold_block)
-        return np.where(s > block, "block", np.where(s > review, "review", "allow"))
+        return review, block
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)

@@ -4,15 +4,23 @@ Tracking and registry use `sqlite:///<root>/mlflow.db` with artifacts under `<ro
 `mlruns/`), both created on first use. The registered model `distillguard` carries the aliases
 `champion` and `challenger`; each move of the champion is appended to a history kept as a
 registered-model tag, which `rollback` walks back.
+
+The folder is portable: MLflow records artifact locations as absolute URIs (it resolves relative
+ones when it stores them), so a copied or moved `mlruns/` is re-rooted when it is opened (the
+recorded locations under its old place are rewritten to its new one: `re_root`), and models are
+loaded from the folder's own files (`model_path`), which also serves a copy that cannot be written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 MODEL_NAME = "distillguard"
 CHAMPION = "champion"
@@ -25,9 +33,55 @@ class RegistryError(ValueError):
     """A model URI, version or alias that does not resolve."""
 
 
+#: The columns where MLflow records artifact locations (table, column).
+LOCATION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("experiments", "artifact_location"), ("runs", "artifact_uri"), ("model_versions", "storage_location"),
+    ("logged_models", "artifact_location"))
+
+
+def _uri_path(uri: str) -> Path:
+    return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
+
+
+def recorded_root(db: Path) -> Path | None:
+    """The folder the registry in `db` was written in: the parent of its experiment's `artifacts` location
+    (None for a new database or one laid out otherwise)."""
+    if not db.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(db.as_uri() + "?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+    except sqlite3.Error:
+        return None
+    if not row or not row[0] or _uri_path(row[0]).name != "artifacts":  # not laid out by `Registry`
+        return None
+    return _uri_path(row[0]).parent
+
+
+def re_root(db: Path, old: Path, new: Path) -> bool:
+    """Rewrite the artifact locations recorded under `old` to the same places under `new`; False when the
+    database cannot be written (a read-only copy: models are then found by `Registry.model_path`)."""
+    pairs = [(old.as_uri(), new.as_uri()), (str(old), str(new))]
+    try:
+        with closing(sqlite3.connect(db)) as conn, conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table, column in LOCATION_COLUMNS:
+                if table not in tables:
+                    continue
+                for before, after in pairs:
+                    conn.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                 f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                                 (after, len(before) + 1, before, len(before) + 1, before + "/"))
+    except sqlite3.Error:
+        return False
+    return True
+
+
 def _mlflow():
     # mlflow costs seconds to import: only commands that need it pay for it
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # a bar per artifact copy is noise in a log (and frames in a file); training prints its own progress
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     return mlflow
@@ -40,6 +94,10 @@ class Registry:
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        db = self.root / "mlflow.db"
+        self.written_in = recorded_root(db) or self.root  # where its recorded artifact locations point
+        if self.written_in != self.root and re_root(db, self.written_in, self.root):
+            self.written_in = self.root
         mlflow = _mlflow()
         self.uri = f"sqlite:///{self.root / 'mlflow.db'}"
         mlflow.set_tracking_uri(self.uri)
@@ -134,6 +192,24 @@ class Registry:
             self._require_version(v)
             return v
         raise RegistryError(f"{model_uri}: expected models:/{MODEL_NAME}@ALIAS or models:/{MODEL_NAME}/VERSION")
+
+    def model_path(self, version: str) -> Path:
+        """The folder of version `version`'s logged model inside this registry's own folder, wherever the
+        registry was when the model was logged."""
+        location = _uri_path(self.client.get_model_version_download_uri(MODEL_NAME, version))
+        try:
+            return self.root / location.relative_to(self.written_in)
+        except ValueError:  # recorded outside the registry folder: only its recorded place can hold it
+            return location
+
+    def version_thresholds(self, version: str) -> dict[str, float] | None:
+        """The review and block thresholds version `version` decides at (read from its bundle's
+        `bundle.json`, without loading the model); None when its files cannot be read."""
+        try:
+            meta = json.loads((self.model_path(version) / "artifacts" / "bundle" / "bundle.json").read_text())
+            return {k: float(meta["thresholds"][k]) for k in ("review", "block")}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def version_metrics(self, version: str) -> dict[str, float]:
         mv = self.client.get_model_version(MODEL_NAME, version)

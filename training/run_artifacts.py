@@ -4,7 +4,11 @@ tables, pictures beside the run, and the registered model version (tagged with i
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +32,22 @@ HEADLINE: tuple[str, ...] = (
 )
 
 
+@contextmanager
+def _quiet_model_logging() -> Iterator[None]:
+    """MLflow's advice that does not apply here, kept out of every training log: an input example (the
+    signature is declared; an example would be scored with the embedder at logging time) and the
+    CloudPickle notice (the pickled object is a class of this package, not user code)."""
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def log_and_register(registry: Registry, bundle: DetectorBundle, config: TrainConfig, holdout: Holdout,
                      report: dict, metrics: dict[str, float], tables: dict[str, pd.DataFrame],
                      evaluation: HoldoutEvaluation, baselines: dict[str, np.ndarray],
@@ -35,7 +55,7 @@ def log_and_register(registry: Registry, bundle: DetectorBundle, config: TrainCo
     """Log the run and register the bundle as a new version; returns (version, run id)."""
     import mlflow
 
-    from distillguard.training.pyfunc_model import DetectorPyfunc
+    from distillguard.training.pyfunc_model import DetectorPyfunc, model_signature
 
     oot = evaluation.populations["out_of_time"]
     hold = holdout.evaluated.set_index("account_id")
@@ -71,9 +91,10 @@ def log_and_register(registry: Registry, bundle: DetectorBundle, config: TrainCo
         plots.holdout_summary(report, out / "holdout_summary.png")
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
         bundle.save(out / "bundle")
-        info = mlflow.pyfunc.log_model(name="model", python_model=DetectorPyfunc(),
-                                       artifacts={"bundle": str(out / "bundle")},
-                                       registered_model_name=MODEL_NAME, pip_requirements=["distillguard"])
+        with _quiet_model_logging():
+            info = mlflow.pyfunc.log_model(name="model", python_model=DetectorPyfunc(),
+                                           artifacts={"bundle": str(out / "bundle")}, signature=model_signature(),
+                                           registered_model_name=MODEL_NAME, pip_requirements=["distillguard"])
         version = str(info.registered_model_version)
         run_id = run.info.run_id
     for k in HEADLINE:

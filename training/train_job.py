@@ -25,9 +25,12 @@ from distillguard.training.dataset import TrainingDataError, check_labels, strat
 from distillguard.training.evaluation import baseline_scores, comparison_table, leave_one_style_out, time_to_detection
 from distillguard.training.holdout_evaluation import HoldoutEvaluation, evaluate_on_holdout, rescore
 from distillguard.training.holdout_report import HEADLINE_FIGURES, ablation_table, flatten, population_figures
-from distillguard.training.holdout_store import load_or_freeze
+from distillguard.training.holdout_extension import (
+    NEW_CAMPAIGN_SHARE, extend_holdout, known_campaigns, new_campaign_figures,
+)
+from distillguard.training.holdout_store import load_or_freeze, save_extension
 from distillguard.training.holdouts import (
-    SINGLE_PERIOD, Holdout, HoldoutRules, adaptive_copy, cold_start_cut, training_events,
+    SINGLE_PERIOD, Holdout, HoldoutRules, adaptive_copy, arrived_later, cold_start_cut, training_events,
 )
 from distillguard.training.model import Detector, fit_detector
 from distillguard.training.prompt_model_fit import FOLDS, CrossFittedPromptModel, fit_cross_fitted
@@ -44,6 +47,7 @@ class TrainConfig:
     time_to_detection: bool = True
     store_dir: Path = Path("runs/embeddings")
     holdout: HoldoutRules = field(default_factory=HoldoutRules)
+    new_campaign_share: float = NEW_CAMPAIGN_SHARE  # of a newly labelled campaign's accounts, held out
 
 
 @dataclass
@@ -59,6 +63,7 @@ class TrainResult:
     seconds: float
     holdout: Holdout
     gate: GateDecision
+    champion_version: str | None = None  # the champion the candidate was compared with
 
 
 def _in_period_figures(detector: Detector, X: pd.DataFrame, labels: pd.DataFrame, test_ids: list[str],
@@ -161,6 +166,22 @@ def build_training_set(earlier: pd.DataFrame, pool: pd.DataFrame, split, ctx: Em
                        len(adaptive_rows), len(cold_rows))
 
 
+def _training_period(events: pd.DataFrame, holdout: Holdout, labelled: set[str],
+                     log: Callable[[str], None]) -> pd.DataFrame:
+    """The events training may see, each account in its scoring window: the period before the hold-out,
+    and labelled accounts that came after it was frozen (a new campaign's training share, later verdicts)
+    with all their events."""
+    window = FeatureConfig()
+    later = arrived_later(events, holdout, labelled)
+    core = training_events(events, holdout)
+    earlier = account_windows(core[~core["account_id"].isin(later)], window.window_events, window.window_days)
+    if not later:
+        return earlier
+    log(f"{len(later):,} labelled accounts active only after the frozen hold-out train with all their events")
+    late = account_windows(events[events["account_id"].isin(later)], window.window_events, window.window_days)
+    return pd.concat([earlier, late], ignore_index=True)
+
+
 def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry, config: TrainConfig,
                  *, log: Callable[[str], None] = print) -> TrainResult:
     t0 = time.perf_counter()
@@ -171,16 +192,23 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
         raise TrainingDataError(f"--holdout-campaigns names campaigns not in the labels: {sorted(unknown)}")
     unseen_ids = set(labels.loc[labels["campaign"].isin(held_campaigns), "account_id"])
 
-    holdout, created = load_or_freeze(registry.root, events, labels[~labels["account_id"].isin(unseen_ids)],
-                                      config.holdout, seed=config.seed, log=log)
+    known_labels = labels[~labels["account_id"].isin(unseen_ids)]
+    holdout, created = load_or_freeze(registry.root, events, known_labels, config.holdout, seed=config.seed, log=log)
     log(("hold-out created and frozen: " if created else "hold-out frozen earlier: ") + holdout.note)
     if holdout.kind == SINGLE_PERIOD:
         log("WARNING " + "!" * 60)
         log("WARNING: " + holdout.note)
         log("WARNING " + "!" * 60)
+    holdout, added, added_events, added_labels = extend_holdout(
+        holdout, events, known_labels, known_campaigns(holdout, events, known_labels), config.new_campaign_share,
+        FeatureConfig().window_days)
+    for a in added:
+        log(f"newly labelled campaign {a.campaign}: {a.held_out} of its {a.held_out + a.trained} accounts join the "
+            f"hold-out (chosen by a hash of the account id), {a.trained} train"
+            + (f"; its events are scored {a.shift_weeks} weeks earlier, inside the hold-out's window"
+               if a.shift_weeks else ""))
 
-    window = FeatureConfig()
-    earlier = account_windows(training_events(events, holdout), window.window_events, window.window_days)
+    earlier = _training_period(events, holdout, set(known_labels["account_id"]), log)
     if earlier.empty:
         raise TrainingDataError(f"no training data outside the frozen hold-out (it starts {holdout.cutoff}); the "
                                 "hold-out must stay later than training: give earlier traffic or a new --mlruns")
@@ -266,6 +294,12 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
 
     champion_version, champion_eval, champion_problem = _score_champion(registry, holdout, config, log)
     champion_metrics = champion_eval.metrics if champion_eval is not None else None
+    if holdout.info.get("extensions"):
+        report["new_campaigns"] = new_campaign_figures(
+            holdout.info["extensions"], {a.campaign for a in added}, report["out_of_time"],
+            champion_eval.report["out_of_time"] if champion_eval is not None else None, champion_version)
+        metrics.update({k: v for k, v in flatten({"new_campaigns": report["new_campaigns"]}).items()
+                        if k.endswith(("recall_at_1pct_fpr", "flagged"))})
 
     from distillguard.training.run_artifacts import log_and_register
 
@@ -274,10 +308,12 @@ def run_training(events: pd.DataFrame, labels: pd.DataFrame, registry: Registry,
     gate = judge(metrics, champion_metrics, version=version, champion_version=champion_version,
                  champion_problem=champion_problem)
     registry.set_challenger(version)
+    if added:  # judged on, so kept for every later candidate
+        save_extension(registry.root, added_events, added_labels, added)
     if gate.promote:
         registry.set_champion(version, reason=gate.text)
     return TrainResult(version, gate.promote, gate.text, metrics, report, champion_metrics, tables, run_id,
-                       time.perf_counter() - t0, holdout, gate)
+                       time.perf_counter() - t0, holdout, gate, champion_version)
 
 
 def load_bundle(registry: Registry, model_uri: str) -> DetectorBundle:
@@ -285,7 +321,7 @@ def load_bundle(registry: Registry, model_uri: str) -> DetectorBundle:
     import mlflow.pyfunc
 
     version = registry.resolve(model_uri)
-    model = mlflow.pyfunc.load_model(f"models:/distillguard/{version}")
+    model = mlflow.pyfunc.load_model(str(registry.model_path(version)))
     bundle = model.unwrap_python_model().bundle
     bundle.info["version"] = version
     return bundle

@@ -192,6 +192,7 @@ def build_snapshot(events: pd.DataFrame, bundle: DetectorBundle, ctx: EmbeddingC
     meta = {
         "format": SNAPSHOT_FORMAT, "generation": uuid.uuid4().hex, "built_at": pd.Timestamp.now("UTC").isoformat(),
         "source": source, "model_version": str(model_version), "profile": state.profile,
+        "thresholds": bundle.detector.thresholds.to_dict(),  # what its decisions were taken at
         "embedder": state.identity.to_dict(), "accounts": int(len(accounts)), "prompts": int(len(prompts)),
         "distinct_texts": int(len(texts)), "components": int((components["size"] > 1).sum()),
         "map_explained_variance": [float(v) for v in pca.explained_variance_ratio_],

@@ -49,11 +49,26 @@ def _decision(d: str) -> str:
     return f"[{_DECISION_STYLE.get(d, '')}]{d}[/]"
 
 
-def render_account(view: AccountView, console: Console) -> None:
+def _thresholds_text(thresholds: dict | None, prompts: int) -> str:
+    """'review above R, block above B' as the model judged an account with `prompts` prompts."""
+    if not thresholds:
+        return ""
+    cold = prompts <= thresholds.get("cold_max_prompts", 0)
+    review = max(thresholds["review"], thresholds.get("cold_review", float("-inf"))) if cold else thresholds["review"]
+    block = max(thresholds["block"], thresholds.get("cold_block", float("-inf"))) if cold else thresholds["block"]
+    return f"; review above {_score(review)}, block above {_score(block)}" + (" (cold start)" if cold else "")
+
+
+def render_account(view: AccountView, console: Console, thresholds: dict | None = None,
+                   thresholds_version: str | None = None) -> None:
+    """The account's page; `thresholds` (of model `thresholds_version`) are shown beside a decision that
+    model took."""
     a = view.account
     head = Table.grid(padding=(0, 2))
     head.add_row("account", f"[bold]{_plain(a.account_id)}[/]")
-    head.add_row("score / decision", f"{_score(a.score)}  {_decision(a.decision)}  (model v{_plain(a.model_version)})")
+    shown = _thresholds_text(thresholds, a.prompts) if str(a.model_version) == str(thresholds_version) else ""
+    head.add_row("score / decision", f"{_score(a.score)}  {_decision(a.decision)}  (model v{_plain(a.model_version)}"
+                 f"{shown})")
     head.add_row("prompts", f"{a.prompts:,} from {a.first_ts} to {a.last_ts}, active in {len(view.hourly)} hours")
     if view.model_switches:
         head.add_row("models", ", ".join(f"{_plain(s.model)} from {s.ts}" for s in view.model_switches))
