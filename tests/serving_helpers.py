@@ -149,10 +149,11 @@ def build_world(root: Path) -> dict:
     return {"root": root, "events": events, "harvester": harvester, "organic": organic, "background": background}
 
 
-def seed_background(server: Server, world: dict, batch: int = 1000) -> None:
-    """Ship the rest of the hold-out population to the server in bulk, as a gateway's log shipper
-    would: the replayed accounts are then judged against the population the offline model saw."""
-    rows = payloads(world["background"])
+def seed_background(server: Server, world: dict, batch: int = 1000, events: pd.DataFrame | None = None) -> None:
+    """Ship the rest of the hold-out population (or `events`) to the server in bulk, as a gateway's log
+    shipper would, and wait until the worker drained it: the replayed accounts are then judged against
+    the population the offline model saw."""
+    rows = payloads(world["background"] if events is None else events)
     for lo in range(0, len(rows), batch):
         r = server.client.post("/v1/events:batch", json={"events": rows[lo:lo + batch]})
         assert r.status_code == 200, r.text

@@ -188,11 +188,7 @@ def analyst_server(world):
     second), fed the hold-out population (the replayed accounts included) and drained."""
     s = Server(world["root"], "verdicts", analyst_keys={"alice": ANALYST_KEY}, model_uri="models:/distillguard/1")
     s.start()
-    population = pd.read_parquet(world["root"] / "mlruns" / "holdout" / "events.parquet")
-    rows = _payloads(population)
-    for lo in range(0, len(rows), 1000):
-        assert s.client.post("/v1/events:batch", json={"events": rows[lo:lo + 1000]}).status_code == 200
-    s.wait_drained()
+    seed_background(s, world, events=pd.read_parquet(world["root"] / "mlruns" / "holdout" / "events.parquet"))
     yield s
     s.stop()
 
@@ -320,11 +316,7 @@ def test_a_blocked_harvester_stays_flagged_whatever_it_dates_its_events(world):
     s = Server(world["root"], "clock", model_uri="models:/distillguard/1")  # another test promotes a 2nd model
     try:
         s.start()
-        population = pd.read_parquet(world["root"] / "mlruns" / "holdout" / "events.parquet")
-        rows = _payloads(population)
-        for lo in range(0, len(rows), 1000):
-            assert s.client.post("/v1/events:batch", json={"events": rows[lo:lo + 1000]}).status_code == 200
-        s.wait_drained()
+        seed_background(s, world, events=pd.read_parquet(world["root"] / "mlruns" / "holdout" / "events.parquet"))
         harvester = world["harvester"]
         before = s.wait_refreshed([harvester])[harvester]
         assert before["decision"] == "block", before
